@@ -103,7 +103,7 @@ def _summary_lines(text: str) -> list[str]:
 def _parse_text(text: str, name: str | None) -> tuple[str | None, list[BenchRun]]:
     """Pick the file kind from the content and run its parser; (kind label, runs)."""
     if _is_run_log(text):
-        return "run log", parse_run_log(_lines(text))
+        return "run log", parse_run_log(text)
     if looks_like_table(text):
         runs = parse_tables(_lines(text))
         if runs:
@@ -140,5 +140,5 @@ def parse_log(data: bytes, name: str | None = None) -> ParseResult:
             data = data.encode("utf-8", "surrogatepass")
         text = decode(bytes(data))
         return _result(*_parse_text(text, name))
-    except Exception as exc:  # the contract: never raise on input
+    except Exception as exc:  # noqa: BLE001 - the contract is to never raise on input
         return ParseResult("partial", f"parser error: {type(exc).__name__}", [])

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import re
 
-from .model import MODELS, BenchRun, Machine, clip, iso_date, to_float, to_int
+from .model import BenchRun, Machine, clip, iso_date, to_float, to_int
 from .summary import apply_abs, apply_vgr, is_summary_line, split_summary_line
-from .sysinfo import SysInfo
+from .sysinfo import apply_sysinfo
 
 HEADER = "B R L - C A D   B E N C H M A R K"
 _FRAME = re.compile(
@@ -52,7 +52,6 @@ class RunLogParser:
         self.runs: list[BenchRun] = []
         self.run = self._new_run()
         self.model: str | None = None
-        self.sysinfo: SysInfo | None = None
         self.want_uname = False
         self.want_version = False
         self.finished = False
@@ -67,16 +66,11 @@ class RunLogParser:
         self._close()
         self.run = self._new_run()
         self.model = None
-        self.sysinfo = None
         self.finished = False
         self.abs_host = None
 
     def feed(self, line: str) -> None:
         """Take one line (no newline) of the log."""
-        if self.sysinfo is not None and not line.startswith(HEADER[:9]):
-            if not line.startswith(("Output was saved", "Benchmark testing complete")):
-                self.sysinfo.feed(line)
-            return
         if self.want_uname and line.strip():
             self.want_uname = False
             if not line.startswith(("Using [", "Looking for", "...")):
@@ -173,13 +167,9 @@ class RunLogParser:
             run.log_vgr = to_float(match.group(1).rstrip(".")) if match else run.log_vgr
         elif line.startswith("WARNING"):
             run.notes.append(clip(line, 500) or "WARNING")
-        elif line.startswith("Collecting system"):
-            self.sysinfo = SysInfo()
 
     def _close(self) -> None:
         run = self.run
-        if self.sysinfo is not None:
-            self.sysinfo.apply(run.machine)
         if run.machine.hostname is None:
             run.machine.hostname = self.abs_host
         has_summary = run.mean_rays_per_sec is not None or run.mean_vgr is not None
@@ -199,14 +189,19 @@ class RunLogParser:
         return [r for r in self.runs if r.results or r.run_date or r.brlcad_version]
 
 
-def parse_run_log(lines: list[str]) -> list[BenchRun]:
-    """Parse the lines of one (or several concatenated) run logs into runs."""
+def parse_run_log(text: str) -> list[BenchRun]:
+    """Parse one (or several concatenated) run logs into runs."""
     parser = RunLogParser()
-    for line in lines:
-        parser.feed(line)
+    for segment in _segments(text):
+        head, marker, tail = segment.partition("\nCollecting system")
+        for line in head.split("\n"):
+            parser.feed(line)
+        if marker:
+            apply_sysinfo(tail, parser.run.machine)
     return parser.finish()
 
 
-def known_model_order(names: list[str]) -> bool:
-    """True when every section name is one of the standard benchmark models."""
-    return all(name in MODELS for name in names)
+def _segments(text: str) -> list[str]:
+    """Split concatenated run logs at each header line."""
+    parts = text.split("\n" + HEADER)
+    return [parts[0]] + [HEADER + part for part in parts[1:]]
