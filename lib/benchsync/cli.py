@@ -1,0 +1,181 @@
+"""`benchsync` and its subcommands: each loads the config and calls one library function.
+
+This is the one place where errors become exit codes: 0 done, 1 some items failed,
+2 usage or configuration error, 3 a source, the database or the store unreachable.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import click
+
+from .config import Config
+from .errors import EXIT_CONFIG, BenchsyncError
+from .pipeline import Counts
+
+
+class Options:
+    """The options every command shares."""
+
+    def __init__(self, config: str | None, dry_run: bool, verbose: int, quiet: bool) -> None:
+        self.config_path = config
+        self.dry_run = dry_run
+        self.verbose = verbose
+        self.quiet = quiet
+
+    def load(self) -> Config:
+        return Config.load(self.config_path)
+
+
+def common_options(fn: Callable) -> Callable:
+    """--config, --dry-run, -v, -q on every command, declared once."""
+
+    @click.option(
+        "--config",
+        "config",
+        type=click.Path(dir_okay=False),
+        envvar="BENCHSYNC_CONFIG",
+        help="INI file (default: $BENCHSYNC_CONFIG, else etc/benchsync.ini).",
+    )
+    @click.option("--dry-run", is_flag=True, help="Say what would happen; change nothing.")
+    @click.option("-v", "--verbose", count=True, help="Print events (-vv: debug).")
+    @click.option("-q", "--quiet", is_flag=True, help="Print only errors.")
+    @functools.wraps(fn)
+    def wrapper(config, dry_run, verbose, quiet, **kwargs):
+        return fn(Options(config, dry_run, verbose, quiet), **kwargs)
+
+    return wrapper
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="benchsync", message="benchsync %(version)s")
+def cli() -> None:
+    """Collect BRL-CAD benchmark logs exactly once into a database and a gzip store.
+
+    Example: benchsync --help; benchsync ftp-sync --config etc/benchsync.ini -v
+    """
+
+
+def _sync(channel: str, job: str, opts: Options) -> int:
+    from .jobs import run_job
+    from .sources import source_for
+
+    config = opts.load()
+    source = source_for(config, channel)
+
+    def body(ctx) -> Counts:
+        with source:
+            if not ctx.db.try_source_lock(source.url):
+                import logging
+
+                logging.getLogger("benchsync").info(
+                    "skipped: source %s is being polled by another collector", source.url
+                )
+                return Counts()
+            return ctx.pipeline().run(source, counts=ctx.counts)
+
+    return run_job(job, config, body, verbose=opts.verbose, quiet=opts.quiet, dry_run=opts.dry_run)
+
+
+@cli.command("ftp-sync")
+@common_options
+def ftp_sync(opts: Options) -> int:
+    """Pull new logs from the [ftp] source (a local queue folder or ftp:// / ftps:// URL).
+
+    Example: benchsync ftp-sync --config etc/benchsync.ini
+    """
+    return _sync("ftp", "ftp_sync", opts)
+
+
+@cli.command("scp-sync")
+@common_options
+def scp_sync(opts: Options) -> int:
+    """Pull new logs from the [scp] source (a local folder or sftp://user@host/path).
+
+    Example: benchsync scp-sync -v
+    """
+    return _sync("scp", "scp_sync", opts)
+
+
+@cli.command("initdb")
+@common_options
+def initdb(opts: Options) -> int:
+    """Create or migrate the database schema.
+
+    Example: benchsync initdb --config etc/benchsync.ini
+    """
+    from .jobs import open_database
+
+    db = open_database(opts.load(), migrate=False)
+    try:
+        applied = db.migrate()
+    finally:
+        db.close()
+    if not opts.quiet:
+        click.echo(f"schema up to date (applied: {', '.join(map(str, applied)) or 'none'})")
+    return 0
+
+
+@cli.command("ingest")
+@common_options
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+def ingest(opts: Options, paths: tuple[Path, ...]) -> int:
+    """File local files or folders by hand (backfill), with the same pipeline and dedup.
+
+    Example: benchsync ingest /srv/old-logs/ run-5018-benchmark.log
+    """
+    from .jobs import run_job
+    from .sources.paths import PathsSource
+
+    config = opts.load()
+    source = PathsSource(list(paths))
+    show_bar = sys.stderr.isatty() and not opts.quiet
+
+    def body(ctx) -> Counts:
+        pipeline = ctx.pipeline()
+        if not show_bar:
+            return pipeline.run(source, counts=ctx.counts)
+        items = list(source.list())
+        with click.progressbar(length=len(items), label="filing", file=sys.stderr) as bar:
+            return pipeline.run(source, items=items, progress=bar.update, counts=ctx.counts)
+
+    code = run_job(
+        "ingest", config, body, verbose=opts.verbose, quiet=opts.quiet, dry_run=opts.dry_run
+    )
+    return code
+
+
+@cli.command("status")
+@common_options
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def status(opts: Options, as_json: bool) -> int:
+    """Show the last run of each job, files by channel and open discrepancies.
+
+    Example: benchsync status --json
+    """
+    from .status import collect, render
+
+    report = collect(opts.load())
+    click.echo(json.dumps(report, indent=2) if as_json else render(report))
+    return 1 if report.get("unhealthy") else 0
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: run the command and exit with its code; no traceback for known errors."""
+    try:
+        code = cli.main(args=argv, prog_name="benchsync", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        code = 1
+    except click.ClickException as e:
+        e.show()
+        code = EXIT_CONFIG
+    except BenchsyncError as e:
+        click.echo(f"benchsync: error: {e}", err=True)
+        code = e.exit_code
+    sys.exit(code if isinstance(code, int) else 0)

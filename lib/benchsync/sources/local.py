@@ -1,0 +1,157 @@
+"""A drop folder on this host (the FTP or SSH daemon's upload folder)."""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+from collections.abc import Iterator
+from pathlib import Path
+
+from ..errors import ItemError, ItemRejected, SourceUnreachable
+from .base import (
+    AfterIngest,
+    Item,
+    Payload,
+    Source,
+    Writer,
+    name_problem,
+    printable,
+    submitter_from_key,
+)
+
+CHUNK = 1024 * 1024
+
+
+class LocalFolderSource(Source):
+    """Files in one folder (optionally its subfolders); symlinks are never followed."""
+
+    def __init__(
+        self,
+        root: Path,
+        channel: str = "ftp",
+        settle_seconds: float = 60.0,
+        after_ingest: AfterIngest = AfterIngest("keep"),
+        recursive: bool = False,
+        submitter_from_path: bool = False,
+    ) -> None:
+        self.root = Path(root)
+        self.channel = channel
+        self.url = str(self.root)
+        self.settle_seconds = settle_seconds
+        self.after_ingest = after_ingest
+        self.recursive = recursive
+        self.submitter_from_path = submitter_from_path
+        self._move_to = self._resolve_move_folder()
+
+    def _resolve_move_folder(self) -> Path | None:
+        if self.after_ingest.action != "move" or not self.after_ingest.folder:
+            return None
+        folder = Path(self.after_ingest.folder)
+        return folder if folder.is_absolute() else self.root / folder
+
+    def open(self) -> None:
+        if not self.root.is_dir():
+            raise SourceUnreachable(f"queue folder {self.root} does not exist or is not a folder")
+        if self._move_to is not None:
+            try:
+                self._move_to.mkdir(parents=True, exist_ok=True)
+            except OSError as e:
+                raise SourceUnreachable(f"cannot create {self._move_to}: {e.strerror}") from None
+
+    def list(self) -> Iterator[Item]:
+        """Walk the folder once with scandir; lstat only, so nothing is followed."""
+        try:
+            yield from self._walk(os.fsencode(self.root), b"")
+        except OSError as e:
+            raise SourceUnreachable(f"cannot list {self.root}: {e.strerror}") from None
+
+    def _walk(self, folder: bytes, prefix: bytes) -> Iterator[Item]:
+        with os.scandir(folder) as entries:
+            for entry in entries:
+                rel = prefix + entry.name
+                if self._move_to is not None and entry.path == os.fsencode(self._move_to):
+                    continue
+                try:
+                    st = entry.stat(follow_symlinks=False)
+                except FileNotFoundError:
+                    continue  # removed while listing
+                if stat.S_ISDIR(st.st_mode) and self.recursive:
+                    yield from self._walk(entry.path, rel + b"/")
+                    continue
+                item = file_item(entry.path, rel, st)
+                item.submitter = submitter_from_key(item.key, self.submitter_from_path)
+                yield item
+
+    def fetch(self, item: Item) -> Iterator[Payload]:
+        yield Payload(item.name, lambda w: copy_file(item.handle, w))
+
+    def ack(self, item: Item) -> None:
+        """Delete or move the file, but only if it is still the version that was filed."""
+        if self.after_ingest.action == "keep":
+            return
+        path = item.handle
+        try:
+            st = os.stat(path, follow_symlinks=False)
+        except FileNotFoundError:
+            return
+        if st.st_size != item.size or st.st_mtime != item.mtime:
+            raise ItemError("changed after it was filed: left in place, it will be filed again")
+        if self.after_ingest.action == "delete":
+            os.unlink(path)
+        elif self._move_to is not None:
+            rel = os.fsencode(item.key)
+            dest = os.path.join(os.fsencode(self._move_to), rel)
+            os.makedirs(os.path.dirname(dest), exist_ok=True)
+            os.rename(path, _free_name(dest))
+
+
+def file_item(path: bytes, rel: bytes, st: os.stat_result) -> Item:
+    """An item for one directory entry, with the reason it can never be filed, if any."""
+    name = os.path.basename(rel)
+    problem = None
+    if stat.S_ISLNK(st.st_mode):
+        problem = "symlink: not followed"
+    elif stat.S_ISDIR(st.st_mode):
+        problem = "folder: not a file (set recursive = true to descend)"
+    elif not stat.S_ISREG(st.st_mode):
+        problem = "not a regular file"
+    else:
+        problem = name_problem(name)
+    return Item(
+        key=printable(rel),
+        name=printable(name),
+        size=st.st_size,
+        mtime=st.st_mtime,
+        problem=problem,
+        handle=path,
+    )
+
+
+def copy_file(path: bytes, writer: Writer) -> None:
+    """Stream the file; O_NOFOLLOW so a file swapped for a symlink is refused."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise ItemRejected("symlink: not followed") from None
+        if e.errno == errno.ENOENT:
+            raise ItemError("vanished before it could be read") from None
+        raise ItemError(f"unreadable: {e.strerror}") from None
+    with os.fdopen(fd, "rb", buffering=0) as f:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise ItemRejected("not a regular file")
+        try:
+            while chunk := f.read(CHUNK):
+                writer.write(chunk)
+        except OSError as e:
+            raise ItemError(f"read failed: {e.strerror}") from None
+
+
+def _free_name(path: bytes) -> bytes:
+    """`path`, or `path.1`, `path.2`… so that a move never overwrites an earlier file."""
+    candidate, n = path, 0
+    while os.path.lexists(candidate):
+        n += 1
+        candidate = path + b".%d" % n
+    return candidate
