@@ -141,7 +141,7 @@ class RtLogParser:
 
     def _store_result(self) -> None:
         res = self.res
-        if not (res.rays_per_sec is not None or res.cpu_seconds is not None or self.hints):
+        if not (res.frames or res.cpu_seconds is not None or self.hints):
             return
         hints = self.hints
         res.model = (

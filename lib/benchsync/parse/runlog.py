@@ -142,7 +142,7 @@ class RunLogParser:
             if "benchmark" in line.lower() or "run.sh" in line:
                 run.run_date = clip(line.split(" on ", 1)[1])
                 run.run_at = iso_date(run.run_date)
-        elif line.startswith("Logging output to"):
+        elif "Logging output to" in line:
             self.want_uname = True
         elif line.startswith("RT reports the following version"):
             self.want_version = True

@@ -68,7 +68,7 @@ def split_summary_line(line: str) -> SummaryLine | None:
     if whole:
         out.mean = cell(raw[-1])[0]
     for model, token in zip(MODELS, per_model, strict=False):
-        if token != NOT_RUN:
+        if token not in (NOT_RUN, NO_VALUE):
             out.values.append((model, *cell(token)))
     return out
 

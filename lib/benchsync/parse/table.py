@@ -13,7 +13,15 @@ from __future__ import annotations
 import re
 
 from .model import BenchRun, Machine, clip, iso_date, processors_from_args, to_int
-from .summary import NOT_RUN, apply_abs, apply_vgr, cell, is_summary_line, split_summary_line
+from .summary import (
+    NO_VALUE,
+    NOT_RUN,
+    apply_abs,
+    apply_vgr,
+    cell,
+    is_summary_line,
+    split_summary_line,
+)
 
 _RELEASE = re.compile(r"^RELEASE\s+(\d+(?:\.\d+)*)\s+STATISTICS(?:\s*\(([^)]*)\))?")
 _COLUMNS = {
@@ -103,7 +111,7 @@ class TableParser:
             token = row.get(column)
             if column not in _COLUMNS.values() or column in ("tag", "host", "mean", "cpu", "notes"):
                 continue
-            if token is None or token in (NOT_RUN, ""):
+            if token is None or token in (NOT_RUN, NO_VALUE, ""):
                 continue
             value, verdict = cell(token)
             res = run.result(column)
