@@ -159,6 +159,10 @@ class Keeper:
         r = self._call({"run": argv, "env": env or {}, "timeout": timeout})
         return subprocess.CompletedProcess(argv, r["rc"], r["stdout"], r["stderr"])
 
+    def own(self, path: str | os.PathLike[str]) -> None:
+        """Have the keeper delete ``path`` when it exits, even if the test process died."""
+        self._call({"own": str(path)})
+
     def kill_all(self) -> None:
         """SIGKILL every process below the keeper (the keeper reaps them before replying)."""
         self._call({"kill": True})
@@ -178,8 +182,12 @@ class Keeper:
             self.proc.stdout.close()
 
 
-def start_script(name: str, env: dict[str, str] | None = None) -> tuple[Keeper, dict[str, str]]:
+def start_script(
+    name: str, dir_key: str, env: dict[str, str] | None = None
+) -> tuple[Keeper, dict[str, str]]:
     """Run ``start-<name>.sh`` under a new keeper and parse its KEY=VALUE output.
+
+    The keeper deletes the server's directory (``info[dir_key]``) when it exits.
 
     A failure becomes :class:`ServerUnavailable` with the script's stderr (which carries the
     server's log tail). One retry when the port was taken between picking and binding it.
@@ -194,6 +202,7 @@ def start_script(name: str, env: dict[str, str] | None = None) -> tuple[Keeper, 
             raise
         if res.returncode == 0:
             info = dict(line.split("=", 1) for line in res.stdout.splitlines() if "=" in line)
+            keeper.own(info[dir_key])
             return keeper, info
         keeper.close()
         if attempt == 0 and "in use" in res.stderr:

@@ -262,7 +262,7 @@ def start_vsftpd() -> VsftpdServer:
     require_binary("/usr/sbin/vsftpd", "vsftpd")
     if not as_root():
         raise ServerUnavailable("vsftpd needs root (it logs in a real local account)")
-    keeper, info = start_script("vsftpd")
+    keeper, info = start_script("vsftpd", "FTPDIR")
     srv = VsftpdServer(
         host=info["FTPHOST"],
         port=int(info["FTPPORT"]),

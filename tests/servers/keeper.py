@@ -9,7 +9,8 @@ i.e. also when the test process dies without cleaning up.
 
 Protocol (one JSON object per line): ``{"run": [argv], "env": {...}, "timeout": s}`` ->
 ``{"rc": n, "stdout": "...", "stderr": "..."}``; ``{"kill": true}`` -> ``{"killed": [pids]}``;
-EOF or ``{"exit": true}`` -> kill what is left, reap, exit.
+``{"own": path}`` -> ``{}`` (delete that directory on exit); EOF or ``{"exit": true}`` -> kill
+what is left, reap, delete owned directories, exit.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import ctypes
 import json
 import os
 import select
+import shutil
 import signal
 import subprocess
 import sys
@@ -27,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 PR_SET_CHILD_SUBREAPER = 36
+OWNED: list[str] = []
 
 
 def _descendants() -> list[int]:
@@ -107,7 +110,7 @@ def main() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C goes to pytest, which tells us to stop
 
     def _on_term(signum: int, frame: Any) -> None:
-        _kill_all()
+        _finish()
         os._exit(0)
 
     signal.signal(signal.SIGTERM, _on_term)
@@ -129,10 +132,20 @@ def main() -> None:
                 _reply(_run(cmd))
             elif cmd.get("kill"):
                 _reply({"killed": _kill_all()})
+            elif "own" in cmd:
+                OWNED.append(cmd["own"])
+                _reply({})
             elif cmd.get("exit"):
-                _kill_all()
+                _finish()
                 return
+    _finish()
+
+
+def _finish() -> None:
+    """Kill every remaining server process, then delete the directories we were given."""
     _kill_all()
+    for path in OWNED:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 if __name__ == "__main__":

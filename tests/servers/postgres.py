@@ -143,7 +143,7 @@ def start_postgres() -> PgServer:
     """Start a throwaway cluster (initdb, trust auth, fsync off) on a free port: ≈0.7 s."""
     if not list(Path("/usr/lib/postgresql").glob("*/bin/initdb")):
         raise ServerUnavailable("no /usr/lib/postgresql/*/bin/initdb: apt-get install postgresql")
-    keeper, info = start_script("postgres")
+    keeper, info = start_script("postgres", "PGDIR")
     pg = PgServer(
         host=info["PGHOST"],
         port=int(info["PGPORT"]),

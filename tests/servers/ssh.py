@@ -79,7 +79,7 @@ def start_sshd(home: str | os.PathLike[str] | None = None, user: str | None = No
         env["SFTP_HOME"] = str(Path(home).resolve())
     if user is not None:
         env["SFTPUSER"] = user
-    keeper, info = start_script("sshd", env)
+    keeper, info = start_script("sshd", "SSHDIR", env)
     srv = SshServer(
         host=info["SSHHOST"],
         port=int(info["SSHPORT"]),
