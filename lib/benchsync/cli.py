@@ -165,6 +165,107 @@ def status(opts: Options, as_json: bool) -> int:
     return 1 if report.get("unhealthy") else 0
 
 
+@cli.command("imap-sync")
+@common_options
+def imap_sync(opts: Options) -> int:
+    """File the logs mailed to the [imap] mailbox (attachments, archives, pasted logs).
+
+    Example: benchsync imap-sync -v
+    """
+    return _sync("imap", "imap_sync", opts)
+
+
+@cli.command("verify")
+@common_options
+@click.option("--deep", is_flag=True, help="Re-read and re-hash every stored file.")
+def verify(opts: Options, deep: bool) -> int:
+    """Compare sources, database and store; record discrepancies (exit 1 while any is open).
+
+    Example: benchsync verify --deep
+    """
+    from .jobs import run_job
+    from .verify import verify_job
+
+    config = opts.load()
+    return run_job(
+        "verifier",
+        config,
+        lambda ctx: verify_job(ctx, deep=deep),
+        verbose=opts.verbose,
+        quiet=opts.quiet,
+        dry_run=opts.dry_run,
+    )
+
+
+@cli.command("clean")
+@common_options
+def clean(opts: Options) -> int:
+    """Repair what verify found, remove stale temp files, and email ops a report.
+
+    Example: benchsync clean --dry-run -v
+    """
+    from .clean import clean_job
+    from .jobs import run_job
+
+    config = opts.load()
+    return run_job(
+        "cleaner", config, clean_job, verbose=opts.verbose, quiet=opts.quiet, dry_run=opts.dry_run
+    )
+
+
+@cli.command("serve")
+@common_options
+@click.option("--listen", help="HOST:PORT to listen on (default: [http] listen).")
+def serve(opts: Options, listen: str | None) -> int:
+    """Run the HTTP POST API (POST /api/v1/logs) until stopped.
+
+    Example: benchsync serve --listen 127.0.0.1:8080
+    """
+    from .http.server import serve as run_server
+
+    return run_server(opts.load(), listen, verbose=opts.verbose, quiet=opts.quiet)
+
+
+@cli.command("reparse")
+@common_options
+@click.option("--all", "all_files", is_flag=True, help="Every stored file.")
+@click.option("--status", "with_status", help="Files with this parse_status (e.g. failed).")
+@click.argument("md5s", nargs=-1)
+def reparse(opts: Options, all_files: bool, with_status: str | None, md5s: tuple[str, ...]) -> int:
+    """Re-read stored files through the current parser, replacing their parsed rows.
+
+    Example: benchsync reparse --status failed
+    """
+    from .jobs import run_job
+    from .reparse import reparse_job
+
+    if not (all_files or with_status or md5s):
+        raise click.UsageError("name files: --all, --status STATUS or MD5...")
+    config = opts.load()
+    return run_job(
+        "reparse",
+        config,
+        lambda ctx: reparse_job(ctx, all_files, with_status, list(md5s)),
+        verbose=opts.verbose,
+        quiet=opts.quiet,
+        dry_run=opts.dry_run,
+    )
+
+
+@cli.command("show")
+@common_options
+@click.argument("md5")
+def show(opts: Options, md5: str) -> int:
+    """Print what was parsed from one stored file.
+
+    Example: benchsync show 0123456789abcdef0123456789abcdef
+    """
+    from .reparse import show_file
+
+    click.echo(show_file(opts.load(), md5))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the command and exit with its code; no traceback for known errors."""
     try:

@@ -48,6 +48,32 @@ class Counts:
 
 
 @dataclass
+class Filed:
+    """One payload the pipeline filed: new content, or a duplicate of content filed before."""
+
+    name: str | None
+    md5: str
+    size: int
+    file_id: int
+    new: bool
+    parse_status: str | None
+
+
+class SourceState:
+    """Small values a source keeps between runs (IMAP UIDVALIDITY, watermark), in the DB."""
+
+    def __init__(self, db: Database, source: str) -> None:
+        self._db = db
+        self._source = source
+
+    def get(self, key: str) -> str | None:
+        return filing.get_state(self._db, self._source, key)
+
+    def set(self, key: str, value: str) -> None:
+        filing.set_state(self._db, self._source, key, value)
+
+
+@dataclass
 class Fetched:
     """An item whose payloads have all streamed in."""
 
@@ -87,6 +113,7 @@ class Pipeline:
         as the run goes, so a run that stops half-way still reports what it did.
         """
         counts = Counts() if counts is None else counts
+        source.state = SourceState(self.db, source.url)
         known = filing.known_items(self.db, source.url)
         now = source.clock()
         batch: list[Item] = []
@@ -115,6 +142,7 @@ class Pipeline:
                 if not (prev and prev.status == PENDING and same):
                     log.info("waiting item=%s size=%s reason=not settled", q(item.key), item.size)
                     updates.append(_update(item, PENDING, "not settled"))
+                source.outcome(item, PENDING)
                 continue
             if item.size is not None and item.size > self.max_file_bytes:
                 reason = f"too large: {item.size} bytes, over max_file_bytes"
@@ -141,6 +169,7 @@ class Pipeline:
 
     def _reject(self, source, item, reason, prev, updates, counts) -> None:
         counts.failed += 1
+        source.outcome(item, REJECTED)
         if prev is not None and prev.status == REJECTED and prev.reason == reason:
             return
         log.warning("rejected item=%s size=%s reason=%s", q(item.key), item.size, q(reason))
@@ -171,6 +200,7 @@ class Pipeline:
                     q(e.reason),
                 )
                 updates.append(_update(item, status, e.reason))
+                source.outcome(item, status)
             except SourceUnreachable as e:
                 fatal = e
                 break
@@ -180,6 +210,14 @@ class Pipeline:
                 self._ack(source, fetched, counts)
         if fatal is not None:
             raise fatal
+
+    def file_item(self, source: Source, item: Item) -> list[Filed]:
+        """File one item now, without listing or acknowledging (the HTTP receiver's path).
+
+        Raises ItemError when it cannot be filed; nothing is recorded in that case.
+        """
+        fetched = self._fetch(source, item)
+        return self._commit(source, [fetched], [], Counts())
 
     def _fetch(self, source: Source, item: Item) -> Fetched:
         done = Fetched(item)
@@ -204,7 +242,7 @@ class Pipeline:
 
     def _commit(
         self, source: Source, fetched: list[Fetched], updates: list[ItemUpdate], counts: Counts
-    ) -> None:
+    ) -> list[Filed]:
         known = filing.file_ids(self.db, (inc.md5 for f in fetched for _, inc in f.parts))
         placed: dict[str, Incoming] = {}
         for f in fetched:
@@ -238,14 +276,20 @@ class Pipeline:
         ids = filing.record_batch(
             self.db, self.run_id, source.url, source.channel, deliveries, updates, save_parse
         )
+        filed = []
         for d in deliveries:
             file_id, inserted = ids[d.md5]
-            if inserted and placed.pop(d.md5, None) is not None:
+            new = inserted and placed.pop(d.md5, None) is not None
+            if new:
                 counts.new += 1
-                log.info("new md5=%s size=%d item=%s", d.md5, d.size, q(d.item))
             else:
                 counts.dup += 1
-                log.info("dup md5=%s size=%d item=%s", d.md5, d.size, q(d.item))
+            log.info("%s md5=%s size=%d item=%s", "new" if new else "dup", d.md5, d.size, q(d.item))
+            parse_status = getattr(d.parse, "status", None) if d.parse is not None else None
+            filed.append(Filed(d.original_name, d.md5, d.size, file_id, new, parse_status))
+        for f in fetched:
+            source.outcome(f.item, status)
+        return filed
 
     def _ack(self, source: Source, fetched: list[Fetched], counts: Counts) -> None:
         self._acknowledge(source, [f.item for f in fetched], counts)

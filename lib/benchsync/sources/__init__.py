@@ -11,6 +11,10 @@ from .local import LocalFolderSource
 def source_for(config: Config, channel: str) -> Source:
     """The source named by `[<channel>] source`: a local folder or a URL of its protocol."""
     section = config.section(channel)
+    if channel == "imap":
+        from .imap import ImapSource
+
+        return ImapSource.from_config(section)
     spec = section.require("source")
     settle = section.get_float("settle_seconds", 60.0)
     after = AfterIngest.parse(section.get("after_ingest"))

@@ -32,6 +32,14 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 MAX_NAME_BYTES = 255
 
 
+class StateStore(Protocol):
+    """Small values a source keeps between runs, e.g. UIDVALIDITY (kept in the database)."""
+
+    def get(self, key: str) -> str | None: ...
+
+    def set(self, key: str, value: str) -> None: ...
+
+
 class Writer(Protocol):
     """Where payload bytes go (the store's `Incoming`)."""
 
@@ -125,6 +133,7 @@ class Source(ABC):
     url: str = ""
     settle_seconds: float = 0.0
     after_ingest: AfterIngest = AfterIngest("keep")
+    state: StateStore | None = None  # set by the pipeline before list()
 
     def open(self) -> None:  # noqa: B027 - optional hook
         """Connect; raise SourceUnreachable when the source cannot be reached."""
@@ -143,6 +152,10 @@ class Source(ABC):
 
     def ack(self, item: Item) -> None:  # noqa: B027 - keep is the default
         """Acknowledge a filed item as `after_ingest` says; called only after the commit."""
+
+    def outcome(self, item: Item, status: str) -> None:  # noqa: B027 - optional hook
+        """Told the status the pipeline gave an item this run (pending, filed, unacked,
+        rejected, failed), after it was committed; IMAP moves its watermark with it."""
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections; must not raise."""
