@@ -101,3 +101,58 @@ def _machine_id(db: Database, machine: Any, key: str) -> int:
 
 def _bool(db: Database, value: bool) -> Any:
     return bool(value) if db.dialect == "postgresql" else int(bool(value))
+
+
+def files_to_reparse(
+    db: Database, all_files: bool, with_status: str | None, md5s: list[str]
+) -> list[tuple[int, str, str | None]]:
+    """(id, md5, a received name) of the files `reparse` was asked for."""
+    name = "(SELECT MIN(original_name) FROM receipts r WHERE r.file_id = f.id)"
+    base = f"SELECT f.id, f.md5, {name} FROM files f"  # noqa: S608 - constant text
+    if all_files:
+        return db.query(base + " ORDER BY f.id")
+    rows: list[tuple[int, str, str | None]] = []
+    if with_status:
+        rows += db.query(base + " WHERE f.parse_status = ? ORDER BY f.id", (with_status,))
+    for md5 in md5s:
+        rows += db.query(base + " WHERE f.md5 = ?", (md5,))
+    return rows
+
+
+def set_parse_status(db: Database, file_id: int, status: str | None, detail: str | None) -> None:
+    db.execute(
+        "UPDATE files SET parse_status = ?, parse_detail = ? WHERE id = ?",
+        (status, detail, file_id),
+    )
+
+
+def parsed_rows(db: Database, md5: str) -> dict[str, Any] | None:
+    """Everything stored about one file and what was parsed from it (for `show`)."""
+    f = db.query_one(
+        "SELECT id, md5, size, stored_path, first_seen_at, parse_status, parse_detail"
+        " FROM files WHERE md5 = ?",
+        (md5,),
+    )
+    if f is None:
+        return None
+    receipts = db.query(
+        "SELECT channel, source, item, original_name, submitter, received_at FROM receipts"
+        " WHERE file_id = ? ORDER BY id",
+        (f[0],),
+    )
+    runs = db.query(
+        "SELECT r.id, r.kind, m.hostname, m.cpu_model, m.cores, r.brlcad_version,"
+        " r.run_date, r.processors, r.mean_rays_per_sec, r.mean_vgr, r.vgr_metric, r.complete"
+        " FROM bench_runs r LEFT JOIN machines m ON m.id = r.machine_id"
+        " WHERE r.file_id = ? ORDER BY r.seq",
+        (f[0],),
+    )
+    results = {
+        run[0]: db.query(
+            "SELECT model, rays_per_sec, vgr_ratio, cpu_seconds, wall_seconds, verdict"
+            " FROM bench_results WHERE run_id = ? ORDER BY id",
+            (run[0],),
+        )
+        for run in runs
+    }
+    return {"file": f, "receipts": receipts, "runs": runs, "results": results}

@@ -89,7 +89,7 @@ class Database:
         with self._guard():
             cur = self.conn.cursor()
             cur.execute(self._sql(sql), tuple(params))
-            return cur.fetchall()
+            return cur.fetchall() if cur.description is not None else []
 
     def query_one(self, sql: str, params: Sequence[Any] = ()) -> tuple | None:
         rows = self.query(sql, params)
