@@ -158,14 +158,7 @@ class Pipeline:
         return counts
 
     def _settled(self, source: Source, item: Item, prev: Any, now: float) -> bool:
-        """Old enough by the source's clock, or unchanged since the previous poll."""
-        if source.settle_seconds <= 0 or item.mtime is None:
-            return True
-        if now - item.mtime >= source.settle_seconds:
-            return True
-        return bool(
-            prev and prev.status == PENDING and (prev.size, prev.mtime) == (item.size, item.mtime)
-        )
+        return settled(item, prev, now, source.settle_seconds)
 
     def _reject(self, source, item, reason, prev, updates, counts) -> None:
         counts.failed += 1
@@ -317,6 +310,26 @@ class Pipeline:
                     q(reason),
                 )
         filing.mark_items(self.db, source.url, acked, FILED)
+
+
+def settled(item: Item, prev: Any, now: float, settle_seconds: float) -> bool:
+    """Old enough by the source's clock, or unchanged since the previous poll."""
+    if settle_seconds <= 0 or item.mtime is None:
+        return True
+    if now - item.mtime >= settle_seconds:
+        return True
+    return bool(
+        prev and prev.status == PENDING and (prev.size, prev.mtime) == (item.size, item.mtime)
+    )
+
+
+def would_fetch(item: Item, prev: Any, now: float, settle_seconds: float, max_bytes: int) -> bool:
+    """True when a sync run would fetch `item` as new content (the verifier's "settled" rule)."""
+    if item.problem or item.size == 0 or is_in_progress(item.name):
+        return False
+    if item.size is not None and item.size > max_bytes:
+        return False
+    return settled(item, prev, now, settle_seconds)
 
 
 def _update(item: Item, status: str, reason: str | None, md5: str | None = None) -> ItemUpdate:
