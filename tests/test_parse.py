@@ -234,3 +234,25 @@ def test_machine_key_of_the_sample_run_names_host_cpu_and_cores():
 )
 def test_dates_become_iso_8601_only_when_they_can_be_read(text, iso):
     assert iso_date(text) == iso
+
+
+def test_quoted_summary_in_a_mail_reply_is_recognised_and_parsed():
+    quoted = b"".join(b"> " + line + b"\n" for line in (ABS_5 + VGR_5).splitlines())
+    assert looks_like_benchmark_log(quoted.decode())
+    (run,) = parse_log(b"On Tuesday Joe wrote:\n" + quoted).runs
+    assert run.machine.hostname == "wax-2.arl.army.mil"
+    assert run.mean_vgr == 0.92
+
+
+def test_thousands_of_sections_are_capped_so_hostile_input_stays_small():
+    sections = b"".join(
+        b"+++++ m%d\nFrame 0: 1 rays in 1 sec = 1 rays/sec (RTFM)\nWARNING: w%d\n" % (i, i)
+        for i in range(5000)
+    )
+    (run,) = parse_log(b"B R L - C A D   B E N C H M A R K\n" + sections).runs
+    assert len(run.results) == 64
+    assert len(run.notes) == 50
+    rt = b"".join(
+        b"opendb /x/m%d.g;\nFrame 0: 1 rays in 1 sec = 1 rays/sec (RTFM)\n" % i for i in range(5000)
+    )
+    assert len(parse_log(rt).runs[0].results) == 64

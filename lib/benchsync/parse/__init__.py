@@ -48,7 +48,7 @@ _RUN_MARKERS = (
 )
 _RT_MARKERS = ("rays/sec (RTFM)", "\nSHOT:", "db title:", "Planning to run with")
 _SUMMARY_LINE = re.compile(
-    r"^[ \t]*(?:Abs|\*vgr)[ \t]+\S+[ \t]+[-?\d.]+[ \t]+[-?\d.]+", re.MULTILINE
+    r"^[ \t>]*(?:Abs|\*vgr)[ \t]+\S+[ \t]+[-?\d.]+[ \t]+[-?\d.]+", re.MULTILINE
 )
 _SECTION = re.compile(r"^\+\+\+\+\+ (?:moss|world|star|bldg391|m35|sphflake)\b", re.MULTILINE)
 

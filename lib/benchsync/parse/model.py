@@ -16,6 +16,9 @@ MODELS: tuple[str, ...] = ("moss", "world", "star", "bldg391", "m35", "sphflake"
 # Longest text value kept; longer ones are cut so that a garbage line cannot bloat a row.
 MAX_TEXT = 255
 _INT64_MAX = 2**63 - 1
+# Caps that keep hostile input linear: models per run, notes per run.
+MAX_RESULTS = 64
+MAX_NOTES = 50
 
 
 @dataclass
@@ -71,13 +74,23 @@ class BenchRun:
     notes: list[str] = field(default_factory=list)
 
     def result(self, model: str) -> ModelResult:
-        """Return the result for `model`, creating it in run order if it is new."""
+        """Return the result for `model`, creating it in run order if it is new.
+
+        Past MAX_RESULTS models a detached result is returned, so hostile input with
+        thousands of sections stays linear and small.
+        """
         for res in self.results:
             if res.model == model:
                 return res
         res = ModelResult(model=model)
-        self.results.append(res)
+        if len(self.results) < MAX_RESULTS:
+            self.results.append(res)
         return res
+
+    def note(self, text: str) -> None:
+        """Record a warning about this run once (at most MAX_NOTES of them)."""
+        if len(self.notes) < MAX_NOTES and text not in self.notes:
+            self.notes.append(text)
 
 
 @dataclass

@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 
 from .model import (
+    MAX_RESULTS,
     BenchRun,
     Machine,
     ModelResult,
@@ -149,11 +150,12 @@ class RtLogParser:
         )
         if not res.model:
             res.model = "unknown"
-            self.run.notes.append("model name not found in the log or its file name")
+            self.run.note("model name not found in the log or its file name")
         if res.rays_per_sec is None:
             self.run.complete = False
-        if all(r.model != res.model for r in self.run.results):
-            self.run.results.append(res)
+        results = self.run.results
+        if len(results) < MAX_RESULTS and all(r.model != res.model for r in results):
+            results.append(res)
 
     def finish(self) -> BenchRun:
         """Close the log and return its run."""
@@ -162,9 +164,9 @@ class RtLogParser:
             self.run.complete = False
         if self.run.machine.hostname is None and self.build_host:
             self.run.machine.hostname = self.build_host
-            self.run.notes.append("host name taken from the build banner (user@host)")
+            self.run.note("host name taken from the build banner (user@host)")
         if not self.run.complete:
-            self.run.notes.append("rt log has no RTFM line")
+            self.run.note("rt log has no RTFM line")
         return self.run
 
 

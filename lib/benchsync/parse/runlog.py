@@ -152,7 +152,7 @@ class RunLogParser:
                 run.brlcad_version = match.group(1)
             self.want_version = False
         elif "DID NOT COMPLETE" in line:
-            run.notes.append("benchmark analysis did not complete")
+            run.note("benchmark analysis did not complete")
             run.complete = False
             self.finished = True
         elif line.startswith("RAYTRACE ERROR") and self.model:
@@ -166,7 +166,7 @@ class RunLogParser:
             match = _LOG_VGR.search(line)
             run.log_vgr = to_float(match.group(1).rstrip(".")) if match else run.log_vgr
         elif line.startswith("WARNING"):
-            run.notes.append(clip(line, 500) or "WARNING")
+            run.note(clip(line, 500) or "WARNING")
 
     def _close(self) -> None:
         run = self.run
@@ -178,7 +178,7 @@ class RunLogParser:
                 run.results
             )
         if not has_summary:
-            run.notes.append("run log ends before the Abs/*vgr summary")
+            run.note("run log ends before the Abs/*vgr summary")
         for res in run.results:
             if res.rays_per_sec is None and res.verdict is None:
                 run.complete = False

@@ -85,7 +85,7 @@ def apply_abs(run: BenchRun, line: SummaryLine) -> None:
         run.run_at = iso_date(line.rest)
     if not line.whole:
         run.complete = False
-        run.notes.append("Abs line is cut short")
+        run.note("Abs line is cut short")
 
 
 def apply_vgr(run: BenchRun, line: SummaryLine) -> None:
@@ -100,7 +100,7 @@ def apply_vgr(run: BenchRun, line: SummaryLine) -> None:
         run.processors = run.processors or processors_from_args(line.rest)
     if not line.whole:
         run.complete = False
-        run.notes.append("*vgr line is cut short")
+        run.note("*vgr line is cut short")
 
 
 def parse_summary(lines: list[str]) -> list[BenchRun]:
@@ -128,7 +128,7 @@ def _new_run(line: SummaryLine, runs: list[BenchRun], paired: bool) -> BenchRun:
     run = BenchRun(kind="summary", machine=Machine(hostname=line.host))
     if not paired:
         run.complete = False
-        run.notes.append("*vgr line without its Abs line")
+        run.note("*vgr line without its Abs line")
     runs.append(run)
     return run
 
@@ -138,4 +138,4 @@ def close_summary_runs(runs: list[BenchRun]) -> None:
     for run in runs:
         if run.mean_vgr is None and not any(r.vgr_ratio is not None for r in run.results):
             run.complete = False
-            run.notes.append("Abs line without its *vgr line")
+            run.note("Abs line without its *vgr line")

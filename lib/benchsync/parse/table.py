@@ -92,14 +92,14 @@ class TableParser:
             run = self._new_run(row)
             self._fill(run, row, "vgr_ratio")
             run.mean_vgr = cell(row["mean"])[0]
-            run.notes.append("Release 4.4 table: values are ratios to VGR")
+            run.note("Release 4.4 table: values are ratios to VGR")
 
     def _new_run(self, row: dict[str, str]) -> BenchRun:
         run = BenchRun(kind="table", machine=Machine(hostname=clip(row.get("host"))))
         run.brlcad_version, run.run_date, run.run_at = self.release, self.date, iso_date(self.date)
         notes = clip(row.get("notes"), 500)
         if notes:
-            run.notes.append(notes)
+            run.note(notes)
             if notes.startswith("-"):
                 run.rt_args = notes
         run.processors = to_int(row.get("cpu")) or processors_from_args(run.rt_args)
@@ -120,7 +120,7 @@ class TableParser:
 
     def _drop_pending(self) -> None:
         if self.pending is not None:
-            self.pending.notes.append("Abs/Rays row without its *vgr row")
+            self.pending.note("Abs/Rays row without its *vgr row")
             self.pending = None
 
     def _loose(self, line: str) -> None:
@@ -146,7 +146,7 @@ def _add_trailing(run: BenchRun, text: str | None) -> None:
     text = clip(text, 500)
     if not text:
         return
-    run.notes.append(text)
+    run.note(text)
     if text.startswith("-") and run.rt_args is None:
         run.rt_args = text
         run.processors = run.processors or processors_from_args(text)
