@@ -4,7 +4,7 @@ Builds 10,000 logs from the real samples (run logs mostly, plus summaries and rt
 each varied slightly (host name, numbers, CRLF, a noise line) so no two are identical,
 then parses them all and prints logs/s and MB/s.
 
-    .venv/bin/python bench/bench_parse.py [--count N]
+    .venv/bin/python bench/bench_parse.py [--count N] [--run-logs-only]
 """
 
 from __future__ import annotations
@@ -45,15 +45,15 @@ def vary(data: bytes, rng: random.Random, serial: int) -> bytes:
     return data
 
 
-def build(count: int, seed: int = 1) -> list[tuple[bytes, str]]:
-    """Make `count` varied logs; about 70 % are full run logs (~15-20 KB)."""
+def build(count: int, seed: int = 1, run_log_share: float = 0.7) -> list[tuple[bytes, str]]:
+    """Make `count` varied logs; `run_log_share` of them are full run logs (~15-20 KB)."""
     samples = load_samples()
     run_logs = [n for n in samples if "benchmark.log" in n]
     others = [n for n in samples if n not in run_logs]
     rng = random.Random(seed)
     logs = []
     for serial in range(count):
-        name = rng.choice(run_logs) if rng.random() < 0.7 else rng.choice(others)
+        name = rng.choice(run_logs) if rng.random() < run_log_share else rng.choice(others)
         logs.append((vary(samples[name], rng, serial), name))
     return logs
 
@@ -62,8 +62,9 @@ def main() -> None:
     """Parse the generated logs once and report the rate."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--count", type=int, default=10_000)
+    parser.add_argument("--run-logs-only", action="store_true", help="only ~15-20 KB run logs")
     args = parser.parse_args()
-    logs = build(args.count)
+    logs = build(args.count, run_log_share=1.0 if args.run_logs_only else 0.7)
     size = sum(len(data) for data, _ in logs)
     start = time.perf_counter()
     statuses: dict[str, int] = {}

@@ -25,14 +25,14 @@ MAX_NOTES = 50
 class Machine:
     """Stable attributes used to group runs of the same node."""
 
-    hostname: str | None
-    os: str | None = None
-    os_release: str | None = None
-    arch: str | None = None
+    hostname: str | None  # uname -a, else sysctl kernel.hostname, else the Abs line's host
+    os: str | None = None  # e.g. "Linux"
+    os_release: str | None = None  # kernel release
+    arch: str | None = None  # e.g. "x86_64"
     cpu_model: str | None = None
     cpu_vendor: str | None = None
     cpu_mhz: float | None = None
-    cores: int | None = None
+    cores: int | None = None  # logical CPUs
     sockets: int | None = None
 
 
@@ -41,35 +41,35 @@ class ModelResult:
     """One benchmark model (moss, world, star, bldg391, m35, sphflake) in one run."""
 
     model: str
-    rays_per_sec: float | None = None
-    vgr_ratio: float | None = None
-    cpu_seconds: float | None = None
-    wall_seconds: float | None = None
+    rays_per_sec: float | None = None  # Abs value, else the last `(RTFM)` frame
+    vgr_ratio: float | None = None  # this model's *vgr ratio
+    cpu_seconds: float | None = None  # SHOT cpu=, or user+sys of old SHOT lines
+    wall_seconds: float | None = None  # SHOT elapsed=, or `real` of old SHOT lines
     pixels_per_sec: float | None = None
-    rays: int | None = None
-    hits: int | None = None
+    rays: int | None = None  # rays of the last RTFM frame
+    hits: int | None = None  # solid/ray intersection hits (rt logs)
     misses: int | None = None
-    verdict: str | None = None
-    frames: int | None = None
+    verdict: str | None = None  # "RIGHT", "WRONG", "BENCHMARK COMPARISON FAILURE", ...
+    frames: int | None = None  # number of RTFM frame lines
 
 
 @dataclass
 class BenchRun:
     """One run log, one summary Abs/*vgr pair, one per-model rt log or one table row."""
 
-    kind: str
+    kind: str  # "run_log" | "summary" | "rt_log" | "table"
     machine: Machine
-    brlcad_version: str | None = None
-    compile_date: str | None = None
-    run_date: str | None = None
-    run_at: str | None = None
-    processors: int | None = None
-    mean_rays_per_sec: float | None = None
-    mean_vgr: float | None = None
-    vgr_metric: float | None = None
-    log_vgr: float | None = None
-    rt_args: str | None = None
-    complete: bool = True
+    brlcad_version: str | None = None  # e.g. "7.32.6"
+    compile_date: str | None = None  # as reported (rt log banner)
+    run_date: str | None = None  # as reported
+    run_at: str | None = None  # ISO 8601; with an offset only when the zone is known
+    processors: int | None = None  # "Planning to run with N", CPU column, or rt `-P N`
+    mean_rays_per_sec: float | None = None  # the Abs line's mean
+    mean_vgr: float | None = None  # the *vgr line's mean
+    vgr_metric: float | None = None  # "approximate VGR performance metric of 8320"
+    log_vgr: float | None = None  # "Logarithmic VGR metric is 3.92"
+    rt_args: str | None = None  # trailing "-P1" etc. of the *vgr line
+    complete: bool = True  # False when truncated or "DID NOT COMPLETE"
     results: list[ModelResult] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
