@@ -137,3 +137,27 @@ def test_sample_logs_are_parsed_while_filed(ws: Workspace, tmp_path) -> None:
     assert ws.rows("SELECT parse_status FROM files") == [("parsed",)]
     models = {r[0] for r in ws.rows("SELECT model FROM bench_results")}
     assert models == {"moss", "world", "star", "bldg391", "m35", "sphflake"}
+
+
+def test_a_poll_of_an_unchanged_queue_does_not_read_what_was_delivered(ws: Workspace) -> None:
+    for i in range(3):
+        (ws.queue / f"{i}.log").write_bytes(sample_log(i))
+    assert ws.run("ftp-sync").code == 0
+    second = ws.run("ftp-sync", "-vv")
+    assert "listing unchanged since a run that left nothing open" in second.err
+    assert summaries(ws)[-1][1:] == ("3", "0", "0", "0", "0", "ok")
+    (ws.queue / "3.log").write_bytes(sample_log(3))
+    third = ws.run("ftp-sync", "-vv")
+    assert "listing unchanged" not in third.err
+    assert ws.count("files") == 4
+
+
+def test_a_failed_item_is_retried_even_when_the_listing_is_unchanged(ws_sqlite: Workspace) -> None:
+    ws = ws_sqlite
+    (ws.queue / "a.log").write_bytes(sample_log(1))
+    ws.configure(limits={"max_file_bytes": "1 KiB"})
+    assert ws.run("ftp-sync").code == 1  # too large: rejected for good, remembered
+    ws.configure(limits={"max_file_bytes": "64 MiB"})
+    (ws.queue / "a.log").touch()  # a person looked at it: changed, so looked at again
+    assert ws.run("ftp-sync").code == 0
+    assert ws.count("files") == 1

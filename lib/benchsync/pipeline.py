@@ -9,7 +9,9 @@ bytes, or a filed item whose acknowledgement the next run repeats.
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import pickle
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,6 +28,7 @@ from .store import Incoming, Store
 log = logging.getLogger("benchsync")
 
 BATCH_ITEMS = 100
+LISTING_DIGEST = "listing_digest"
 BATCH_BYTES = 64 * 1024 * 1024
 
 
@@ -114,13 +117,28 @@ class Pipeline:
         """
         counts = Counts() if counts is None else counts
         source.state = SourceState(self.db, source.url)
+        use_digest = items is None and not self.dry_run
+        quick = source.fingerprint() if use_digest else None
+        if quick is not None and source.state.get(LISTING_DIGEST) == quick[0]:
+            counts.seen += quick[1]
+            log.debug("listing unchanged since a run that left nothing open: nothing to do")
+            return counts
+        listing = list(source.list() if items is None else items)
+        digest = None
+        if use_digest:
+            digest = quick[0] if quick is not None else listing_digest(listing)
+            if quick is None and source.state.get(LISTING_DIGEST) == digest:
+                counts.seen += len(listing)
+                log.debug("listing unchanged since a run that left nothing open: nothing to do")
+                return counts
         known = filing.known_items(self.db, source.url)
+        self._open = False
         now = source.clock()
         batch: list[Item] = []
         batch_bytes = 0
         updates: list[ItemUpdate] = []
         unacked: list[Item] = []
-        for item in source.list() if items is None else items:
+        for item in listing:
             counts.seen += 1
             if progress is not None:
                 progress(1)
@@ -139,6 +157,7 @@ class Pipeline:
                 continue
             if not self._settled(source, item, prev, now):
                 counts.skipped += 1
+                self._open = True
                 if not (prev and prev.status == PENDING and same):
                     log.info("waiting item=%s size=%s reason=not settled", q(item.key), item.size)
                     updates.append(_update(item, PENDING, "not settled"))
@@ -155,6 +174,8 @@ class Pipeline:
                 batch, batch_bytes, updates = [], 0, []
         self._file_batch(source, batch, updates, counts)
         self._retry_acks(source, unacked, counts)
+        if digest is not None:
+            source.state.set(LISTING_DIGEST, "" if self._open or unacked else digest)
         return counts
 
     def _settled(self, source: Source, item: Item, prev: Any, now: float) -> bool:
@@ -186,6 +207,7 @@ class Pipeline:
             except ItemError as e:
                 counts.failed += 1
                 status = REJECTED if e.permanent else FAILED
+                self._open = self._open or not e.permanent
                 log.warning(
                     "%s item=%s reason=%s",
                     "rejected" if e.permanent else "failed",
@@ -302,6 +324,7 @@ class Pipeline:
                 acked.append(item.key)
             except (ItemError, OSError) as e:
                 counts.failed += 1
+                self._open = True
                 reason = getattr(e, "reason", None) or getattr(e, "strerror", None) or str(e)
                 log.warning(
                     "ack failed item=%s action=%s reason=%s",
@@ -330,6 +353,17 @@ def would_fetch(item: Item, prev: Any, now: float, settle_seconds: float, max_by
     if item.size is not None and item.size > max_bytes:
         return False
     return settled(item, prev, now, settle_seconds)
+
+
+def listing_digest(listing: list[Item]) -> str:
+    """A fingerprint of a listing: names, sizes and mtimes (one C-level pass, ~30 ms/100k).
+
+    When a run ends with every item filed or rejected, the pipeline keeps this; a later
+    poll whose listing has the same fingerprint has nothing to do and skips even the
+    database read of what the source delivered, which keeps a no-op poll near `find`.
+    """
+    rows = [(i.key, i.size, i.mtime, i.problem) for i in listing]
+    return hashlib.md5(pickle.dumps(rows, protocol=5)).hexdigest()
 
 
 def _update(item: Item, status: str, reason: str | None, md5: str | None = None) -> ItemUpdate:

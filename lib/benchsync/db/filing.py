@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from .connection import Database, now_iso
 
@@ -19,9 +19,8 @@ FAILED = "failed"  # could not be filed this time; retried next poll
 _CHUNK = 500
 
 
-@dataclass(frozen=True)
-class ItemState:
-    """What the database remembers of one source item."""
+class ItemState(NamedTuple):
+    """What the database remembers of one source item (a tuple: 100,000 load fast)."""
 
     status: str
     size: int | None
@@ -61,7 +60,8 @@ def known_items(db: Database, source: str) -> dict[str, ItemState]:
     rows = db.query(
         "SELECT item, status, size, mtime, reason FROM source_items WHERE source = ?", (source,)
     )
-    return {r[0]: ItemState(r[1], r[2], r[3], r[4]) for r in rows}
+    make = ItemState._make
+    return {r[0]: make(r[1:]) for r in rows}
 
 
 def file_ids(db: Database, md5s: Iterable[str]) -> dict[str, int]:

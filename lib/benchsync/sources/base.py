@@ -28,7 +28,7 @@ from typing import Any, Protocol
 from ..errors import ConfigError
 
 IN_PROGRESS = re.compile(r"(^\.|\.part$|\.tmp$|\.filepart$|^\.pureftpd-upload\.)", re.IGNORECASE)
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
 MAX_NAME_BYTES = 255
 
 
@@ -46,7 +46,7 @@ class Writer(Protocol):
     def write(self, chunk: bytes) -> int: ...
 
 
-@dataclass
+@dataclass(slots=True)
 class Item:
     """One thing in a source: a file, or a mail message."""
 
@@ -105,7 +105,7 @@ def name_problem(name: str | bytes) -> str | None:
         return "hostile name: not valid UTF-8"
     if not text:
         return "hostile name: empty"
-    if _CONTROL.search(text):
+    if CONTROL_CHARS.search(text):
         return "hostile name: control characters (newline, tab, …)"
     if len(raw) > MAX_NAME_BYTES:
         return f"hostile name: longer than {MAX_NAME_BYTES} bytes"
@@ -141,6 +141,13 @@ class Source(ABC):
     def clock(self) -> float:
         """The source's idea of now, for settle times (a server's clock for remote files)."""
         return time.time()
+
+    def fingerprint(self) -> tuple[str, int] | None:
+        """(digest, count) of what `list()` would return, when cheaper than listing.
+
+        None (the default) lets the pipeline fingerprint the listing itself.
+        """
+        return None
 
     @abstractmethod
     def list(self) -> Iterable[Item]:

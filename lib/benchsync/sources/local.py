@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 import errno
+import hashlib
 import os
+import pickle
 import stat
 from collections.abc import Iterator
 from pathlib import Path
 
 from ..errors import ItemError, ItemRejected, SourceUnreachable
 from .base import (
+    CONTROL_CHARS,
     AfterIngest,
     Item,
     Payload,
     Source,
     Writer,
-    name_problem,
     printable,
     submitter_from_key,
 )
@@ -43,6 +45,7 @@ class LocalFolderSource(Source):
         self.recursive = recursive
         self.submitter_from_path = submitter_from_path
         self._move_to = self._resolve_move_folder()
+        self._scanned: list | None = None
 
     def _resolve_move_folder(self) -> Path | None:
         if self.after_ingest.action != "move" or not self.after_ingest.folder:
@@ -59,29 +62,49 @@ class LocalFolderSource(Source):
             except OSError as e:
                 raise SourceUnreachable(f"cannot create {self._move_to}: {e.strerror}") from None
 
+    def fingerprint(self) -> tuple[str, int]:
+        """Scan once and fingerprint (path, size, mtime, mode) of every entry.
+
+        The scan is kept for the `list()` that follows, so a poll stats each file once;
+        when the fingerprint is unchanged no `Item` is ever built.
+        """
+        self._scanned = self._scan()
+        rows = [(e[0], st.st_size, st.st_mtime_ns, st.st_mode) for e, st in self._scanned]
+        return hashlib.md5(pickle.dumps(rows, protocol=5)).hexdigest(), len(rows)
+
     def list(self) -> Iterator[Item]:
-        """Walk the folder once with scandir; lstat only, so nothing is followed."""
+        """Every entry of the folder as an item (symlinks and folders marked, never followed)."""
+        scanned, self._scanned = self._scanned or self._scan(), None
+        for (path, name, prefix), st in scanned:
+            item = file_item(path, name, st, prefix)
+            if self.submitter_from_path:
+                item.submitter = submitter_from_key(item.key, True)
+            yield item
+
+    def _scan(self) -> list[tuple[tuple[bytes, bytes, str], os.stat_result]]:
+        move_to = os.fsencode(self._move_to) if self._move_to is not None else None
+        found: list[tuple[tuple[bytes, bytes, str], os.stat_result]] = []
         try:
-            yield from self._walk(os.fsencode(self.root), b"")
+            self._walk(os.fsencode(self.root), "", move_to, found)
         except OSError as e:
             raise SourceUnreachable(f"cannot list {self.root}: {e.strerror}") from None
+        return found
 
-    def _walk(self, folder: bytes, prefix: bytes) -> Iterator[Item]:
+    def _walk(self, folder: bytes, prefix: str, move_to: bytes | None, found: list) -> None:
+        """lstat every entry once with scandir; descend only into real folders."""
         with os.scandir(folder) as entries:
             for entry in entries:
-                rel = prefix + entry.name
-                if self._move_to is not None and entry.path == os.fsencode(self._move_to):
+                if entry.path == move_to:
                     continue
                 try:
                     st = entry.stat(follow_symlinks=False)
                 except FileNotFoundError:
                     continue  # removed while listing
-                if stat.S_ISDIR(st.st_mode) and self.recursive:
-                    yield from self._walk(entry.path, rel + b"/")
-                    continue
-                item = file_item(entry.path, rel, st)
-                item.submitter = submitter_from_key(item.key, self.submitter_from_path)
-                yield item
+                if self.recursive and stat.S_ISDIR(st.st_mode):
+                    sub = f"{prefix}{printable(entry.name)}/"
+                    self._walk(entry.path, sub, move_to, found)
+                else:
+                    found.append(((entry.path, entry.name, prefix), st))
 
     def fetch(self, item: Item) -> Iterator[Payload]:
         yield Payload(item.name, lambda w: copy_file(item.handle, w))
@@ -106,26 +129,27 @@ class LocalFolderSource(Source):
             os.rename(path, _free_name(dest))
 
 
-def file_item(path: bytes, rel: bytes, st: os.stat_result) -> Item:
-    """An item for one directory entry, with the reason it can never be filed, if any."""
-    name = os.path.basename(rel)
-    problem = None
-    if stat.S_ISLNK(st.st_mode):
+def file_item(path: bytes, name: bytes, st: os.stat_result, prefix: str = "") -> Item:
+    """An item for one directory entry, with the reason it can never be filed, if any.
+
+    Kept cheap: a no-op poll of 100,000 filed files calls this 100,000 times.
+    """
+    mode = st.st_mode
+    try:
+        text = name.decode("utf-8")
+        problem = None
+    except UnicodeDecodeError:
+        text = printable(name)
+        problem = "hostile name: not valid UTF-8"
+    if stat.S_ISLNK(mode):
         problem = "symlink: not followed"
-    elif stat.S_ISDIR(st.st_mode):
+    elif stat.S_ISDIR(mode):
         problem = "folder: not a file (set recursive = true to descend)"
-    elif not stat.S_ISREG(st.st_mode):
+    elif not stat.S_ISREG(mode):
         problem = "not a regular file"
-    else:
-        problem = name_problem(name)
-    return Item(
-        key=printable(rel),
-        name=printable(name),
-        size=st.st_size,
-        mtime=st.st_mtime,
-        problem=problem,
-        handle=path,
-    )
+    elif problem is None and CONTROL_CHARS.search(text):
+        problem = "hostile name: control characters (newline, tab, …)"
+    return Item(prefix + text, text, st.st_size, st.st_mtime, problem, handle=path)
 
 
 def copy_file(path: bytes, writer: Writer) -> None:
