@@ -264,29 +264,28 @@ class FtpSource(Source):
     def _client(self) -> ftplib.FTP:
         return self._ftp if self._ftp is not None else self._connect()
 
-    def _call(self, what: str, op: Callable[[ftplib.FTP], T], retry: bool = True) -> T:
+    def _call(self, what: str, op: Callable[[ftplib.FTP], T]) -> T:
         """Run `op` on the connection; on a drop, reconnect once per run and try again."""
         try:
             return op(self._client())
         except _DROPPED as e:
             self._drop()
-            if self._reconnected or not retry:
-                raise SourceUnreachable(
-                    f"{self.url}: lost during {what}: {self._describe(e)}"
-                ) from None
-            self._reconnected = True
-            log.warning(
-                "connection to %s lost during %s (%s): reconnecting",
-                self.url,
-                what,
-                self._describe(e),
-            )
+            lost = f"{self.url}: connection lost during {what} ({self._describe(e)})"
+            if self._reconnected:
+                raise SourceUnreachable(lost) from None
+        self._reconnected = True
+        log.info("%s: reconnecting once", lost)
+        try:
+            self._connect()
+        except SourceUnreachable as e:
+            why = str(e).removeprefix(f"{self.url}: ")
+            raise SourceUnreachable(f"{lost}; reconnecting failed: {why}") from None
         try:
             return op(self._client())
         except _DROPPED as e:
             self._drop()
             raise SourceUnreachable(
-                f"{self.url}: lost during {what}: {self._describe(e)}"
+                f"{self.url}: connection lost again during {what} ({self._describe(e)})"
             ) from None
 
     def _drop(self) -> None:
