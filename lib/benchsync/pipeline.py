@@ -18,7 +18,6 @@ from typing import Any
 
 from .analyze import analyze
 from .db import Database, filing
-from .db.bench import save_parse
 from .db.filing import FAILED, FILED, PENDING, REJECTED, UNACKED, Delivery, ItemUpdate
 from .errors import ItemError, ItemRejected, SourceUnreachable
 from .runlog import q
@@ -145,6 +144,8 @@ class Pipeline:
             prev = known.get(item.key)
             same = prev is not None and (prev.size, prev.mtime) == (item.size, item.mtime)
             if same and prev.status in (FILED, REJECTED):
+                if not self.dry_run:
+                    source.outcome(item, prev.status)  # e.g. IMAP's watermark may pass it
                 continue
             if same and prev.status == UNACKED:
                 unacked.append(item)
@@ -183,7 +184,8 @@ class Pipeline:
 
     def _reject(self, source, item, reason, prev, updates, counts) -> None:
         counts.failed += 1
-        source.outcome(item, REJECTED)
+        if not self.dry_run:
+            source.outcome(item, REJECTED)
         if prev is not None and prev.status == REJECTED and prev.reason == reason:
             return
         log.warning("rejected item=%s size=%s reason=%s", q(item.key), item.size, q(reason))
@@ -289,7 +291,7 @@ class Pipeline:
             reason = None if f.parts else "nothing to file"
             updates.append(_update(f.item, status, reason, md5))
         ids = filing.record_batch(
-            self.db, self.run_id, source.url, source.channel, deliveries, updates, save_parse
+            self.db, self.run_id, source.url, source.channel, deliveries, updates
         )
         filed = []
         for d in deliveries:

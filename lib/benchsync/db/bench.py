@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from .connection import Database, now_iso
@@ -30,6 +31,7 @@ _RUN_COLS = (
     "log_vgr",
     "rt_args",
 )
+_RUN_FIXED = ("file_id", "seq", "machine_id", "complete", "parser_version")
 _RESULT_COLS = (
     "model",
     "rays_per_sec",
@@ -45,58 +47,89 @@ _RESULT_COLS = (
 )
 
 
-def _insert(table: str, fixed: tuple[str, ...], cols: tuple[str, ...], tail: str = "") -> str:
-    names = ", ".join(fixed + cols)
-    marks = ", ".join("?" * (len(fixed) + len(cols)))
-    return f"INSERT INTO {table} ({names}) VALUES ({marks}){tail}"  # noqa: S608 - constant names
-
-
-_INSERT_RUN = _insert(
-    "bench_runs", ("file_id", "seq", "machine_id", "complete", "parser_version"), _RUN_COLS
-)
-_INSERT_RESULT = _insert(
-    "bench_results", ("run_id",), _RESULT_COLS, " ON CONFLICT (run_id, model) DO NOTHING"
-)
-_INSERT_MACHINE = _insert(
-    "machines", ("match_key", "first_seen_at"), _MACHINE_COLS, " ON CONFLICT (match_key) DO NOTHING"
-)
-
-
 def save_parse(db: Database, file_id: int, result: Any) -> None:
     """Replace the parsed rows of one file with `result` (inside the caller's transaction)."""
-    db.execute("DELETE FROM bench_runs WHERE file_id = ?", (file_id,))
-    runs = getattr(result, "runs", None) or []
+    save_parses(db, [(file_id, result)])
+
+
+def save_parses(db: Database, parsed: Sequence[tuple[int, Any]], replace: bool = True) -> None:
+    """Write the parsed rows of many files in a few multi-row statements.
+
+    `replace` first deletes rows the files already have (reparse); freshly filed files
+    have none. Machines are matched on their stable key, inserted the first time seen.
+    """
+    if replace and parsed:
+        ids = [file_id for file_id, _ in parsed]
+        for i in range(0, len(ids), 500):
+            part = ids[i : i + 500]
+            marks = ", ".join("?" * len(part))
+            db.execute(f"DELETE FROM bench_runs WHERE file_id IN ({marks})", part)  # noqa: S608
+    runs = [(fid, seq, run) for fid, res in parsed for seq, run in enumerate(_runs(res))]
     if not runs:
         return
     from ..parse import PARSER_VERSION, machine_key
 
-    for seq, run in enumerate(runs):
-        machine_id = _machine_id(db, run.machine, machine_key(run.machine))
-        values = [getattr(run, c) for c in _RUN_COLS]
-        run_id = db.insert_id(
-            _INSERT_RUN,
-            (file_id, seq, machine_id, _bool(db, run.complete), PARSER_VERSION, *values),
+    keys = [machine_key(run.machine) for _, _, run in runs]
+    machine_ids = _machine_ids(db, dict(zip(keys, (r.machine for _, _, r in runs), strict=True)))
+    run_rows = [
+        (
+            fid,
+            seq,
+            machine_ids[key],
+            _bool(db, run.complete),
+            PARSER_VERSION,
+            *(getattr(run, c) for c in _RUN_COLS),
         )
-        db.executemany(
-            _INSERT_RESULT,
-            [(run_id, *(getattr(r, c) for c in _RESULT_COLS)) for r in run.results],
-        )
-
-
-def _machine_id(db: Database, machine: Any, key: str) -> int:
-    """The id of the machine with this stable key, inserting it the first time it is seen."""
-    row = db.query_one("SELECT id FROM machines WHERE match_key = ?", (key,))
-    if row:
-        return row[0]
-    new_id = db.insert_id(
-        _INSERT_MACHINE,
-        (key, now_iso(), *(getattr(machine, c) for c in _MACHINE_COLS)),
+        for (fid, seq, run), key in zip(runs, keys, strict=True)
+    ]
+    returned = db.insert_rows(
+        "bench_runs", _RUN_FIXED + _RUN_COLS, run_rows, returning="file_id, seq, id"
     )
-    if new_id is None:  # another collector inserted it a moment ago
-        row = db.query_one("SELECT id FROM machines WHERE match_key = ?", (key,))
-        assert row is not None
-        return row[0]
-    return new_id
+    run_ids = {(fid, seq): rid for fid, seq, rid in returned}
+    db.insert_rows(
+        "bench_results",
+        ("run_id", *_RESULT_COLS),
+        [
+            (run_ids[(fid, seq)], *(getattr(r, c) for c in _RESULT_COLS))
+            for fid, seq, run in runs
+            for r in run.results
+        ],
+        tail=" ON CONFLICT (run_id, model) DO NOTHING",
+    )
+
+
+def _runs(result: Any) -> list[Any]:
+    return getattr(result, "runs", None) or []
+
+
+def _machine_ids(db: Database, machines: dict[str, Any]) -> dict[str, int]:
+    """Ids of the machines with these stable keys, inserting those seen for the first time."""
+    found = _existing_machines(db, list(machines))
+    missing = [k for k in machines if k not in found]
+    now = now_iso()
+    found.update(
+        db.insert_rows(
+            "machines",
+            ("match_key", "first_seen_at", *_MACHINE_COLS),
+            [(k, now, *(getattr(machines[k], c) for c in _MACHINE_COLS)) for k in missing],
+            tail=" ON CONFLICT (match_key) DO NOTHING",
+            returning="match_key, id",
+        )
+    )
+    if len(found) < len(machines):  # another collector inserted some a moment ago
+        found.update(_existing_machines(db, [k for k in machines if k not in found]))
+    return found
+
+
+def _existing_machines(db: Database, keys: list[str]) -> dict[str, int]:
+    found: dict[str, int] = {}
+    for i in range(0, len(keys), 500):
+        part = keys[i : i + 500]
+        marks = ", ".join("?" * len(part))
+        found.update(
+            db.query(f"SELECT match_key, id FROM machines WHERE match_key IN ({marks})", part)  # noqa: S608
+        )
+    return found
 
 
 def _bool(db: Database, value: bool) -> Any:

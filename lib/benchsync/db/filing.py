@@ -7,6 +7,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
+from .bench import save_parses
 from .connection import Database, now_iso
 
 # source_items.status values
@@ -82,9 +83,8 @@ def record_batch(
     channel: str,
     deliveries: Sequence[Delivery],
     updates: Sequence[ItemUpdate],
-    save_parse: Any = None,
 ) -> dict[str, tuple[int, bool]]:
-    """File a batch in one transaction: files, receipts, source item states.
+    """File a batch in one transaction: files, parsed rows, receipts, source item states.
 
     Returns md5 → (file id, inserted by this call). A content another collector filed
     a moment ago is not inserted twice: the unique md5 decides, not timing.
@@ -92,23 +92,19 @@ def record_batch(
     now = now_iso()
     result: dict[str, tuple[int, bool]] = {}
     with db.transaction():
-        for d in deliveries:
-            if d.md5 in result:
-                continue
-            status, detail = _parse_status(d.parse)
-            new_id = db.insert_id(
-                "INSERT INTO files (md5, size, stored_path, first_seen_at, parse_status,"
-                " parse_detail) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (md5) DO NOTHING",
-                (d.md5, d.size, d.stored_path, now, status, detail),
-            )
-            if new_id is not None:
-                result[d.md5] = (new_id, True)
-                if save_parse is not None and d.parse is not None:
-                    save_parse(db, new_id, d.parse)
-            else:
-                row = db.query_one("SELECT id FROM files WHERE md5 = ?", (d.md5,))
-                assert row is not None
-                result[d.md5] = (row[0], False)
+        new = {d.md5: d for d in deliveries}
+        inserted = db.insert_rows(
+            "files",
+            ("md5", "size", "stored_path", "first_seen_at", "parse_status", "parse_detail"),
+            [(d.md5, d.size, d.stored_path, now, *_parse_status(d.parse)) for d in new.values()],
+            tail=" ON CONFLICT (md5) DO NOTHING",
+            returning="md5, id",
+        )
+        result = {md5: (file_id, True) for md5, file_id in inserted}
+        for md5, file_id in file_ids(db, [m for m in new if m not in result]).items():
+            result[md5] = (file_id, False)
+        parsed = [(result[m][0], new[m].parse) for m in result if result[m][1]]
+        save_parses(db, [(fid, p) for fid, p in parsed if p is not None], replace=False)
         db.executemany(
             "INSERT INTO receipts (file_id, channel, source, item, original_name, submitter,"
             " received_at, run_id, meta) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
