@@ -6,6 +6,7 @@ import json
 import os
 import re
 import subprocess
+import time
 import uuid
 from pathlib import Path
 
@@ -272,3 +273,36 @@ def test_unsettled_remote_file_waits_until_old_enough(ws_sqlite: Workspace, sftp
     os.utime(f, (st.st_atime - 3600, st.st_mtime - 3600))
     assert ws.run("scp-sync").code == 0
     assert ws.rows("SELECT md5 FROM files") == [(md5(sample_log(1)),)]
+
+
+def test_ssh_agent_logs_in_when_use_agent_is_set(
+    ws_sqlite: Workspace, sftp_server, tmp_path: Path
+) -> None:
+    ws, folder = ws_sqlite, drop_folder(sftp_server)
+    (folder / "a.log").write_bytes(sample_log(1))
+    use_sftp(ws, sftp_server, folder, use_agent="true")
+    del ws.sections["scp"]["key_file"]
+    ws.configure()
+    sock = tmp_path / "agent.sock"
+    agent = subprocess.Popen(["ssh-agent", "-D", "-a", str(sock)], stdout=subprocess.DEVNULL)
+    try:
+        for _ in range(200):
+            if sock.exists():
+                break
+            time.sleep(0.01)
+        env = {**os.environ, "SSH_AUTH_SOCK": str(sock)}
+        subprocess.run(["ssh-add", "-q", str(sftp_server.client_key)], env=env, check=True)
+        result = ws.run("scp-sync", env=env)
+    finally:
+        agent.terminate()
+        agent.wait(5)
+    assert result.code == 0, result.err
+    assert ws.count("receipts") == 1
+
+
+def test_no_key_and_no_agent_is_a_config_error(ws_sqlite: Workspace, sftp_server) -> None:
+    use_sftp(ws_sqlite, sftp_server, drop_folder(sftp_server))
+    del ws_sqlite.sections["scp"]["key_file"]
+    ws_sqlite.configure()
+    result = ws_sqlite.run("scp-sync")
+    assert result.code == 2 and "set key_file" in result.err
