@@ -38,7 +38,6 @@ from typing import Any
 
 from .analyze import analyze
 from .db import discrepancies, filing
-from .db.bench import save_parse
 from .db.discrepancies import LOST, Discrepancy
 from .db.filing import Delivery
 from .errors import BenchsyncError, ItemError
@@ -122,8 +121,13 @@ class Cleaner:
         """Record a repair (or, with --dry-run, only say it would be made)."""
         self.closed.add(d.id)
         if self.dry_run:
-            log.info("would %s kind=%s subject=%s", resolution, d.kind, q(d.subject))
-            self.report.done.append(f"would {done or resolution}: {d.subject}")
+            log.info(
+                "dry run: would repair kind=%s subject=%s by=%s",
+                d.kind,
+                q(d.subject),
+                q(done or resolution),
+            )
+            self.report.done.append(f"(would be) {done or resolution}: {d.subject}")
             return
         discrepancies.resolve(self.db, d.id, self.ctx.run_id, resolution)
         log.info("repaired kind=%s subject=%s resolution=%s", d.kind, q(d.subject), q(resolution))
@@ -196,7 +200,7 @@ class Cleaner:
             return
         if self.dry_run:
             for item in todo:
-                self._close(by_key[item.key], "file again", "file again")
+                self._close(by_key[item.key], "filed", "filed")
             return
         discrepancies.forget_filed(self.db, src.url, [item.key for item in todo])
         self.ctx.pipeline().run(src, items=todo, counts=Counts())
@@ -225,7 +229,12 @@ class Cleaner:
                 self._put_back(d, md5, where, incoming)
             elif d.resolution != LOST:
                 self.lost.add(d.id)
-                log.warning("lost kind=%s md5=%s: no source still holds this content", d.kind, md5)
+                log.warning(
+                    "%slost kind=%s md5=%s: no source still holds this content",
+                    "dry run: " if self.dry_run else "",
+                    d.kind,
+                    md5,
+                )
                 if not self.dry_run:
                     discrepancies.mark(self.db, d.id, LOST)
 
@@ -318,9 +327,7 @@ class Cleaner:
                 original_name=None,
                 parse=parse,
             )
-            filing.record_batch(
-                self.db, self.ctx.run_id, ORPHAN_SOURCE, "manual", [delivery], [], save_parse
-            )
+            filing.record_batch(self.db, self.ctx.run_id, ORPHAN_SOURCE, "manual", [delivery], [])
         else:
             incoming.discard()
         self._close(d, "adopted", "adopted into files (source store-orphan)")
@@ -328,10 +335,12 @@ class Cleaner:
     def _read_orphan(self, md5: str, path: Path) -> tuple[Incoming | None, Any, str | None]:
         """(content, parse result, why it cannot be adopted or None)."""
         incoming = self.store.incoming(self.max_bytes)
+        from .store import _zlib
+
         try:
             _gunzip_into(path, incoming)
             incoming.finish()
-        except (BenchsyncError, OSError, EOFError, ValueError) as e:
+        except (BenchsyncError, OSError, EOFError, ValueError, _zlib.error) as e:
             incoming.discard()
             reason = getattr(e, "reason", None) or str(e)
             if "too large" in reason:
