@@ -507,19 +507,21 @@ class FtpSource(Source):
 
 
 def _problem(entry: Entry) -> str | None:
-    """Why a listed entry can never be filed: not a regular file, or a hostile name."""
+    """Why a listed entry can never be filed: a hostile name, or not a regular file."""
     if entry.kind == UNPARSED:
         return "hostile name: listing line not understood (a line break in the name?)"
+    problem = name_problem(entry.name)
+    if problem is None and "\ufffd" in entry.name.decode("utf-8"):
+        problem = "hostile name: not valid UTF-8 (the server replaced its bytes)"
+    if problem is not None:
+        return problem
     if entry.kind == LINK:
         return "symlink: not followed"
     if entry.kind == DIR:
         return "folder: not a file (set recursive = true to descend)"
     if entry.kind != FILE:
         return "not a regular file"
-    problem = name_problem(entry.name)
-    if problem is None and "\ufffd" in entry.name.decode("utf-8"):
-        problem = "hostile name: not valid UTF-8 (the server replaced its bytes)"
-    return problem
+    return None
 
 
 def _credentials(section: Section, ep: Endpoint) -> tuple[str, str]:
