@@ -7,6 +7,7 @@ This is the one place where errors become exit codes: 0 done, 1 some items faile
 from __future__ import annotations
 
 import functools
+import gc
 import json
 import sys
 from collections.abc import Callable
@@ -268,6 +269,9 @@ def show(opts: Options, md5: str) -> int:
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the command and exit with its code; no traceback for known errors."""
+    # A job is a short-lived process that allocates ~3 objects per listed file: collecting
+    # cycles every 700 allocations costs a no-op poll of 100,000 files ~10%, for nothing.
+    gc.set_threshold(200_000, 20, 20)
     try:
         code = cli.main(args=argv, prog_name="benchsync", standalone_mode=False)
     except click.exceptions.Abort:
