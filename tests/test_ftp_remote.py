@@ -206,11 +206,11 @@ def test_a_file_old_by_the_server_clock_is_filed_on_first_sight(ws_sqlite: Works
 
 
 def test_wrong_password_exits_3_with_one_clear_line_and_no_password(
-    ws_sqlite: Workspace, ftp_server
+    ws_sqlite: Workspace, ftps_server
 ):
-    ws = ws_sqlite
-    _, path = remote_folder(ftp_server)
-    use_ftp(ws, ftp_server, path)
+    ws = ws_sqlite  # FTPS only: pyftpdlib delays a failed login by 3 s
+    _, path = remote_folder(ftps_server)
+    use_ftp(ws, ftps_server, path)
     wrong = "hunter2-not-the-password"
     (ws.root / "ftp.password").write_text(wrong)
     result = ws.run("ftp-sync")
