@@ -26,7 +26,7 @@ from ..db import Database
 from ..db.bench import parsed_rows
 from ..db.connection import as_iso
 from ..db.filing import file_ids
-from ..errors import ItemError, ItemRejected, UnreachableError
+from ..errors import DatabaseUnreachable, ItemError, ItemRejected, UnreachableError
 from ..jobs import open_database
 from ..pipeline import Counts, Filed, Pipeline
 from ..runlog import q
@@ -40,6 +40,7 @@ log = logging.getLogger("benchsync")
 CHUNK = 64 * 1024
 API = "/api/v1/logs"
 FILE_FIELD = "file"
+RETRY_AFTER = "2"  # seconds a client should wait after a 503
 JSON = [("Content-Type", "application/json"), ("Cache-Control", "no-store")]
 
 
@@ -160,21 +161,34 @@ class Receiver:
         self.counts = Counts()
         self._lock = threading.Lock()
         self._local = threading.local()
+        self._generation = 0  # bumped when the database fails: every thread reconnects
 
     # -- per-thread database ----------------------------------------------------------
     def _pipeline(self) -> Pipeline:
         """This thread's pipeline and connection, opened on first use or after a failure."""
         pipeline = getattr(self._local, "pipeline", None)
+        if pipeline is not None and self._local.generation != self._generation:
+            self._drop_connection(everywhere=False)  # another thread saw the database fail
+            pipeline = None
         if pipeline is None:
+            self._local.generation = self._generation
             db = open_database(self.config, migrate=False)
             pipeline = Pipeline(db, self.store, self._file_limit(), self.settings.run_id)
             self._local.pipeline = pipeline
         return pipeline
 
-    def _drop_connection(self) -> None:
-        """Forget this thread's connection after an error, so the next request reconnects."""
+    def _drop_connection(self, everywhere: bool = True) -> None:
+        """Forget this thread's connection after an error, so the next request reconnects.
+
+        `everywhere`: the other threads' connections are presumed dead too (a database
+        restart breaks them all), so they reconnect before their next request rather
+        than each answering one more 503.
+        """
         pipeline = getattr(self._local, "pipeline", None)
         self._local.pipeline = None
+        if everywhere:
+            with self._lock:
+                self._generation += 1
         if pipeline is not None:
             pipeline.db.close()
 
@@ -224,12 +238,12 @@ class Receiver:
         except BadRequest as e:
             return Reply(400, {"error": str(e)})
         except UnreachableError as e:
-            self._drop_connection()
+            self._drop_connection(everywhere=isinstance(e, DatabaseUnreachable))
             log.error("unavailable: %s", e)
             body = {"error": f"unavailable, retry later: {e}"}
-            return Reply(503, body, headers=[("Retry-After", "5")])
+            return Reply(503, body, headers=[("Retry-After", RETRY_AFTER)])
         except Exception as e:  # noqa: BLE001 - a bug: traceback to the run log, 500 to the client
-            self._drop_connection()
+            self._drop_connection(everywhere=False)
             _log_internal_error(e)
             return Reply(500, {"error": "internal error (see the server's run log)"})
 
