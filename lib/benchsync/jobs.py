@@ -22,6 +22,7 @@ from .config import Config
 from .db import Database, connect
 from .db.runs import finish_run, start_run
 from .errors import EXIT_ITEMS_FAILED, EXIT_OK, BenchsyncError, ConfigError, UnreachableError
+from .parsing import Parser, default_workers
 from .pipeline import Counts, Pipeline
 from .store import Store
 
@@ -39,11 +40,15 @@ class JobContext:
     run_id: int
     dry_run: bool
     counts: Counts
+    parser: Parser | None = None
 
     def pipeline(self) -> Pipeline:
-        """A pipeline writing into this job's database and store."""
-        max_bytes = self.config.section("limits").get_size("max_file_bytes", "64 MiB")
-        return Pipeline(self.db, self.store, max_bytes, self.run_id, self.dry_run)
+        """A pipeline writing into this job's database and store, parsing on spare cores."""
+        limits = self.config.section("limits")
+        max_bytes = limits.get_size("max_file_bytes", "64 MiB")
+        if self.parser is None:
+            self.parser = Parser(limits.get_int("parse_workers", default_workers()))
+        return Pipeline(self.db, self.store, max_bytes, self.run_id, self.dry_run, self.parser)
 
 
 def open_database(config: Config, migrate: bool = True) -> Database:
@@ -112,7 +117,11 @@ def _run_locked(job, config, body, logger, dry_run) -> int:
         db = open_database(config)
         run_id = start_run(db, job, socket.gethostname(), os.getpid(), logger.log_path)
         ctx = JobContext(job, config, db, store, run_id, dry_run, counts)
-        counts = body(ctx) or counts
+        try:
+            counts = body(ctx) or counts
+        finally:
+            if ctx.parser is not None:
+                ctx.parser.close()
         if counts.failed:
             status, code = "failed", EXIT_ITEMS_FAILED
             detail = f"{counts.failed} items failed"

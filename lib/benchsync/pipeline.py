@@ -16,10 +16,10 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .analyze import analyze
 from .db import Database, filing
 from .db.filing import FAILED, FILED, PENDING, REJECTED, UNACKED, Delivery, ItemUpdate
 from .errors import ItemError, ItemRejected, SourceUnreachable
+from .parsing import Parser
 from .runlog import q
 from .sources.base import Item, Source, is_in_progress
 from .store import Incoming, Store
@@ -93,8 +93,10 @@ class Pipeline:
         max_file_bytes: int,
         run_id: int | None = None,
         dry_run: bool = False,
+        parser: Parser | None = None,
     ) -> None:
         self.db = db
+        self.parser = parser or Parser(workers=0)
         self.store = store
         self.max_file_bytes = max_file_bytes
         self.run_id = run_id
@@ -244,6 +246,7 @@ class Pipeline:
                 done.parts.append((payload, incoming))
                 payload.write_to(incoming)
                 incoming.finish()
+                self.parser.submit(incoming.md5, incoming.raw, payload.name)
                 expected = payload.expected_size
                 if expected is not None and incoming.size != expected:
                     raise ItemError(
@@ -262,19 +265,22 @@ class Pipeline:
     ) -> list[Filed]:
         known = filing.file_ids(self.db, (inc.md5 for f in fetched for _, inc in f.parts))
         placed: dict[str, Incoming] = {}
+        parsed: dict[str, Any] = {}
         for f in fetched:
-            for _, inc in f.parts:
+            for payload, inc in f.parts:
                 if inc.md5 in known or inc.md5 in placed:
                     inc.discard()
+                    self.parser.discard(inc.md5)
                 else:
                     placed[inc.md5] = inc
+                    parsed[inc.md5] = self.parser.result_or_inline(inc.md5, inc.raw, payload.name)
         paths = [inc.place() for inc in placed.values()]
         self.store.sync(paths)
         deliveries = []
         status = FILED if source.after_ingest.action == "keep" else UNACKED
         for f in fetched:
             for payload, inc in f.parts:
-                parse = analyze(inc.raw, payload.name) if inc.md5 in placed else None
+                parse = parsed.get(inc.md5)
                 deliveries.append(
                     Delivery(
                         md5=inc.md5,
