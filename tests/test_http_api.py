@@ -384,6 +384,29 @@ def test_a_token_file_readable_by_others_stops_the_server_with_exit_2(
         assert token not in srv.output() + srv.log()
 
 
+def test_an_unreachable_database_or_a_busy_port_stops_the_server_at_start(
+    ws_sqlite: Workspace,
+) -> None:
+    first = start_server(ws_sqlite)
+    try:
+        busy = subprocess.run(
+            [sys.executable, str(BIN / "benchsync"), "serve", "--config", str(ws_sqlite.config)]
+            + ["--listen", f"127.0.0.1:{first.port}"],
+            capture_output=True,
+            text=True,
+            env={**os.environ, "BENCHSYNC_NO_VENV": "1"},
+            timeout=60,
+        )
+    finally:
+        first.stop()
+    assert busy.returncode == 2 and f"cannot listen on 127.0.0.1:{first.port}" in busy.stderr
+    assert "Traceback" not in busy.stderr
+    ws_sqlite.configure(database={"url": f"postgresql://postgres@127.0.0.1:{free_port()}/x"})
+    down = start_server(ws_sqlite, wait=False)
+    assert down.proc.wait(60) == 3
+    assert "database" in down.output() and "Traceback" not in down.output()
+
+
 def test_sigterm_closes_the_servers_run_with_its_counts(server_sqlite: Server) -> None:
     srv = server_sqlite
     srv.request("POST", "/api/v1/logs", sample_log(11))

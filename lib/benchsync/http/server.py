@@ -21,7 +21,14 @@ from typing import Any
 from .. import runlog
 from ..config import Config
 from ..db.runs import finish_run, start_run
-from ..errors import EXIT_CONFIG, EXIT_OK, BenchsyncError, ConfigError, UnreachableError
+from ..errors import (
+    EXIT_CONFIG,
+    EXIT_ITEMS_FAILED,
+    EXIT_OK,
+    BenchsyncError,
+    ConfigError,
+    UnreachableError,
+)
 from ..jobs import open_database, open_store
 from .app import Receiver, Settings, log_request
 from .auth import Tokens
@@ -101,9 +108,15 @@ def serve(config: Config, listen: str | None, verbose: int = 0, quiet: bool = Fa
         settings.run_id,
     )
     _stop_on_sigterm()
-    server.run()  # returns on KeyboardInterrupt / SystemExit, after stopping the workers
-    _finish(config, app, "ok", None, start)
-    return EXIT_OK
+    status, detail = "ok", None
+    try:
+        server.run()  # returns on KeyboardInterrupt / SystemExit, after stopping the workers
+    except Exception as e:  # noqa: BLE001 - a bug: record it, never a traceback for the user
+        status, detail = "error", f"internal error: {type(e).__name__}: {e}"
+        log.error("%s", detail)
+    finally:
+        _finish(config, app, status, detail, start)
+    return EXIT_OK if status == "ok" else EXIT_ITEMS_FAILED
 
 
 def _stop_on_sigterm() -> None:
