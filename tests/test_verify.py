@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import email
 import email.policy
+import fcntl
 import gzip
 import os
 import re
@@ -24,6 +25,20 @@ HOUR_AGO = time.time() - 7200
 
 def open_rows(ws: Workspace) -> set[tuple[str, str]]:
     return set(ws.rows("SELECT kind, subject FROM discrepancies WHERE resolved_run_id IS NULL"))
+
+
+def wait_for_lock(path: Path, timeout: float = 30) -> None:
+    """Wait until nobody holds the job's flock."""
+    deadline = time.monotonic() + timeout
+    with open(path, "a") as f:
+        while True:
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                fcntl.flock(f, fcntl.LOCK_UN)
+                return
+            except BlockingIOError:
+                assert time.monotonic() < deadline, f"{path} still locked"
+                time.sleep(0.05)
 
 
 def not_filed(ws: Workspace) -> set[tuple[str, str]]:
@@ -217,6 +232,8 @@ def test_items_left_unfiled_by_a_killed_run_are_found_and_filed_by_the_cleaner(
 ) -> None:
     ws = ws_sqlite
     ws.configure(verify={"grace_seconds": "0"}, ftp={"after_ingest": "delete"})
+    # forked parser workers of a SIGKILLed run outlive it and keep its flock (reported)
+    ws.configure(limits={"parse_workers": "0"})
     for i in range(1500):
         (ws.queue / f"{i}.log").write_bytes(sample_log(i, 600))
     proc = subprocess.Popen(
@@ -231,6 +248,7 @@ def test_items_left_unfiled_by_a_killed_run_are_found_and_filed_by_the_cleaner(
             break
         time.sleep(0.005)
     proc.wait()
+    wait_for_lock(ws.root / "lock" / "ftp_sync.lock")
     left = {p.name for p in ws.queue.iterdir()}
     if not left:
         pytest.skip("the run finished before it could be killed")
@@ -306,3 +324,56 @@ def test_the_sample_window_covers_every_md5_within_the_cycle(share: float) -> No
         pos, at, now = end % 1.0, now, now + 3 * 3600  # a run every 3 hours
     probes = [f"{x:08x}" + "0" * 24 for x in range(0, 1 << 32, (1 << 32) // 997)]
     assert all(any(in_window(p, w) for w in covered) for p in probes)
+
+
+def children_of(pid: int) -> list[int]:
+    path = Path(f"/proc/{pid}/task/{pid}/children")
+    try:
+        return [int(x) for x in path.read_text().split()]
+    except OSError:
+        return []
+
+
+def test_a_killed_deep_verify_leaves_no_worker_holding_its_lock(ws_sqlite: Workspace) -> None:
+    ws = ws_sqlite
+    ws.configure(verify={"workers": "2"})
+    rows = []
+    for i in range(8000):
+        data = b"log %d\n" % i * 40
+        path = stored(ws, md5(data))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(gzip.compress(data, compresslevel=1, mtime=0))
+        rows.append((md5(data), len(data), f"{path.parent.name}/{path.name}", "2026-01-01"))
+    db = ws.db()
+    try:
+        with db.transaction():
+            db.executemany(
+                "INSERT INTO files (md5, size, stored_path, first_seen_at) VALUES (?, ?, ?, ?)",
+                rows,
+            )
+    finally:
+        db.close()
+    for _attempt in range(5):
+        proc = subprocess.Popen(
+            [sys.executable, str(BIN / "verifier"), "--deep", "--config", str(ws.config)],
+            env={**os.environ, "BENCHSYNC_NO_VENV": "1"},
+            stderr=subprocess.DEVNULL,
+        )
+        workers: list[int] = []
+        deadline = time.monotonic() + 30
+        while proc.poll() is None and not workers and time.monotonic() < deadline:
+            workers = children_of(proc.pid)
+            time.sleep(0.002)
+        if workers and proc.poll() is None:
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+            break
+        proc.wait()
+    else:
+        pytest.skip("the verifier finished before its workers could be seen")
+    wait_for_lock(ws.root / "lock" / "verifier.lock", timeout=10)
+    for pid in workers:
+        assert (
+            not Path(f"/proc/{pid}").exists()
+            or "Z" in Path(f"/proc/{pid}/stat").read_text().split()[2]
+        )

@@ -20,8 +20,8 @@ Without `--deep` every stored file is checked for existence, and a share of them
 re-read: a window of the md5 space that moves on each run by `[verify] sample_share`
 (default 0.01), or further when runs are far apart, so that every stored file is
 re-read within `[verify] full_cycle_days` (default 7). Open corrupt rows are always
-re-read. Stored files are decompressed and hashed by a thread pool (ISA-L and hashlib
-release the GIL).
+re-read. Many stored files are decompressed and hashed by forked worker processes
+(`[verify] workers`, default one per core).
 
 Counts (summary line and `runs` row): seen = things checked (source items listed,
 `files` rows, stored and temp files, jobs); new = discrepancies first found in this
@@ -31,12 +31,15 @@ failed = discrepancies open at the end, so the exit code is 1 while any is open.
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import logging
+import multiprocessing
 import os
+import signal
 import time
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -47,7 +50,7 @@ from .jobs import JobContext
 from .pipeline import Counts, would_fetch
 from .runlog import q
 from .status import expected_jobs, job_health
-from .store import Store
+from .store import MD5_RE, Store, _zlib
 
 log = logging.getLogger("benchsync")
 
@@ -57,6 +60,9 @@ STALE_TEMP_SECONDS = 3600.0  # a temp file older than this belongs to no live tr
 ORPHAN_MIN_AGE = 3600.0  # younger .gz may be a file placed just before its commit
 STATE_SOURCE = "verifier"
 _READ_WHOLE = 8 * 1024 * 1024
+_FIRST_READ = 64 * 1024
+_PR_SET_PDEATHSIG = 1  # prctl(2)
+_POOL_MIN = 2000  # fewer files are checked in-process
 _SPAN = 1 << 32
 
 
@@ -122,12 +128,12 @@ def _check_jobs(ctx: JobContext, f: Findings) -> None:
 # -- store and files rows -----------------------------------------------------------------
 def _check_store(ctx: JobContext, f: Findings, deep: bool) -> None:
     store, db = ctx.store, ctx.db
-    on_disk = dict(store.iter_stored())  # scanned before the rows are read: see _orphans
+    on_disk = scan_store(store.root)  # scanned before the rows are read: see _orphans
     rows = discrepancies.stored_files(db)
     ctx.counts.seen += len(rows) + len(on_disk)
     f.sample = None if deep else _sample_window(ctx)
     open_corrupt = {d.subject for d in discrepancies.list_open(db, [CORRUPT])}
-    to_hash: list[tuple[str, Path]] = []
+    to_hash: list[tuple[str, str]] = []
     for md5, _size, parse_status in rows:
         if parse_status == "failed":
             f.add(PARSE, md5, "the parser failed on this file (benchsync show / reparse)")
@@ -135,16 +141,16 @@ def _check_store(ctx: JobContext, f: Findings, deep: bool) -> None:
         if path is None and not store.exists(md5):  # re-checked: placed after the scan?
             f.add(MISSING, md5, f"files row without its stored file {store.relpath(md5)}")
         elif f.sample is None or md5 in open_corrupt or in_window(md5, f.sample):
-            to_hash.append((md5, path or store.path_for(md5)))
-    for md5, problem in hash_stored(to_hash):
-        f.rehashed.add(md5)
-        if problem:
-            f.add(CORRUPT, md5, problem)
+            to_hash.append((md5, path or str(store.path_for(md5))))
+    f.rehashed = {md5 for md5, _ in to_hash}
+    workers = ctx.config.section("verify").get_int("workers", os.cpu_count() or 1)
+    for md5, problem in hash_stored(to_hash, workers):
+        f.add(CORRUPT, md5, problem)
     f.filed = {r[0] for r in rows}
     _orphans(ctx, f, on_disk, f.filed)
 
 
-def _orphans(ctx: JobContext, f: Findings, on_disk: dict[str, Path], known: set[str]) -> None:
+def _orphans(ctx: JobContext, f: Findings, on_disk: dict[str, str], known: set[str]) -> None:
     """Stored files with no row (old enough not to be a commit in flight) and stale temps."""
     now = time.time()
     for md5 in on_disk.keys() - known:
@@ -158,9 +164,9 @@ def _orphans(ctx: JobContext, f: Findings, on_disk: dict[str, Path], known: set[
             f.add(ORPHAN, f"tmp/{path.name}", f"stale temp file, {age / 3600:.1f} h old")
 
 
-def _age(path: Path, now: float) -> float | None:
+def _age(path: str | Path, now: float) -> float | None:
     try:
-        return now - path.stat().st_mtime
+        return now - os.stat(path).st_mtime
     except FileNotFoundError:
         return None
 
@@ -203,34 +209,49 @@ def in_window(md5: str, window: tuple[float, float]) -> bool:
 
 
 def hash_stored(
-    files: list[tuple[str, Path]], workers: int | None = None
-) -> Iterator[tuple[str, str | None]]:
-    """(md5, problem or None) for each stored file, decompressed and hashed in threads."""
-    if not files:
+    files: list[tuple[str, str]], workers: int | None = None
+) -> Iterator[tuple[str, str]]:
+    """(md5, problem) for each stored file that does not decompress to its md5.
+
+    Small stored files cost more in per-call overhead than in inflating, which the GIL
+    serialises, so large batches go to forked worker processes (one per core).
+    """
+    workers = workers or os.cpu_count() or 1
+    if workers < 2 or len(files) < _POOL_MIN:
+        yield from _check_batch(files)
         return
-    workers = workers or min(8, (os.cpu_count() or 1) + 1)
-    chunk = max(1, min(512, len(files) // (workers * 4) or 1))
+    chunk = max(256, len(files) // (workers * 8))
     batches = [files[i : i + chunk] for i in range(0, len(files), chunk)]
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        for results in pool.map(_hash_batch, batches):
-            yield from results
+    ctx = multiprocessing.get_context("fork")
+    with ProcessPoolExecutor(
+        max_workers=workers, mp_context=ctx, initializer=_die_with_parent, initargs=(os.getpid(),)
+    ) as pool:
+        for problems in pool.map(_check_batch, batches):
+            yield from problems
 
 
-def _hash_batch(batch: list[tuple[str, Path]]) -> list[tuple[str, str | None]]:
-    return [(md5, check_gzip(md5, path)) for md5, path in batch]
-
-
-def check_gzip(md5: str, path: Path) -> str | None:
-    """None when `path` decompresses to content with this md5, else what is wrong."""
-    from .store import _zlib  # ISA-L when available, as the store writes it
-
+def _die_with_parent(parent: int) -> None:
+    """A worker must not outlive a killed verifier: it would hold the job's flock forever."""
     try:
-        with open(path, "rb") as fh:
-            data = fh.read(_READ_WHOLE + 1)
-            if len(data) <= _READ_WHOLE:
-                got = hashlib.md5(_zlib.decompress(data, 31)).hexdigest()
-            else:
-                got = _stream_md5(fh, data, _zlib)
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):  # pragma: no cover - not Linux
+        pass
+    if os.getppid() != parent:  # the parent died before prctl took effect
+        os._exit(1)
+
+
+def _check_batch(batch: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    return [(md5, problem) for md5, path in batch if (problem := check_gzip(md5, path))]
+
+
+def check_gzip(md5: str, path: str | os.PathLike) -> str | None:
+    """None when `path` decompresses to content with this md5, else what is wrong."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+        try:
+            got = _md5_of_fd(fd)
+        finally:
+            os.close(fd)
     except FileNotFoundError:
         return "stored file vanished while being checked"
     except OSError as e:
@@ -242,15 +263,40 @@ def check_gzip(md5: str, path: Path) -> str | None:
     return None
 
 
-def _stream_md5(fh, first: bytes, zlib) -> str:
-    d = zlib.decompressobj(31)
+def _md5_of_fd(fd: int) -> str:
+    data = os.read(fd, _FIRST_READ)
+    if len(data) == _FIRST_READ:
+        size = os.fstat(fd).st_size
+        if size > _READ_WHOLE:
+            return _stream_md5(fd, data)
+        rest = [data]
+        while chunk := os.read(fd, size):
+            rest.append(chunk)
+        data = b"".join(rest)
+    return hashlib.md5(_zlib.decompress(data, 31)).hexdigest()
+
+
+def _stream_md5(fd: int, first: bytes) -> str:
+    d = _zlib.decompressobj(31)
     h = hashlib.md5(d.decompress(first))
-    while chunk := fh.read(1024 * 1024):
+    while chunk := os.read(fd, 1024 * 1024):
         h.update(d.decompress(chunk))
     h.update(d.flush())
     if not d.eof:
         raise EOFError("truncated gzip stream")
     return h.hexdigest()
+
+
+def scan_store(root: Path) -> dict[str, str]:
+    """md5 -> path of every `<md5[0:2]>/<md5>.gz` (plain strings: 100,000s of them)."""
+    found: dict[str, str] = {}
+    with os.scandir(root) as subs:
+        folders = [e.path for e in subs if len(e.name) == 2 and e.is_dir(follow_symlinks=False)]
+    for folder in folders:
+        for name in os.listdir(folder):
+            if len(name) == 35 and name.endswith(".gz") and MD5_RE.match(name[:32]):
+                found[name[:32]] = f"{folder}/{name}"
+    return found
 
 
 # -- sources --------------------------------------------------------------------------------
