@@ -327,6 +327,24 @@ def test_hostile_attachment_names_are_filed_under_a_safe_name_with_the_original_
     assert found.meta == {"attachment_name": "../../x"}
 
 
+@pytest.mark.parametrize(
+    ("header", "name"),
+    [
+        (b'filename="caf\xc3\xa9.log"', "café.log"),  # raw UTF-8 (RFC 6532)
+        (b'filename="caf\xe9.log"', "caf\ufffd.log"),  # some 8-bit charset: not guessed
+        (b"filename*=iso-8859-1''caf%E9.log", "café.log"),  # RFC 2231
+        (b'filename="=?iso-8859-1?q?caf=E9.log?="', "café.log"),  # RFC 2047, as Outlook does
+    ],
+)
+def test_attachment_names_in_every_encoding_are_read(header: bytes, name: str) -> None:
+    raw = wire_multipart(
+        b"Content-Type: application/octet-stream\r\nContent-Disposition: attachment; "
+        + header
+        + b"\r\nContent-Transfer-Encoding: base64\r\n\r\naGVsbG8K"
+    )
+    assert names_and_data(raw) == [(name, b"hello\n")]
+
+
 def test_non_utf8_headers_are_escaped_not_guessed_and_rfc2047_is_decoded() -> None:
     raw = (
         b"From: \xc9mile <emile@example.org>\r\n"

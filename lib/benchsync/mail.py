@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from email.header import decode_header, make_header
 from email.message import Message
-from email.utils import parseaddr
+from email.utils import collapse_rfc2231_value, parseaddr
 from typing import Any
 
 from .errors import ItemRejected
@@ -164,14 +164,20 @@ def raw_header(msg: Message, name: str) -> str | None:
 
     compat32 would wrap a header with 8-bit bytes in an `unknown-8bit` Header object.
     """
+    raw = _raw_header_bytes(msg, name)
+    if raw is None:
+        return None
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return printable(raw)
+
+
+def _raw_header_bytes(msg: Message, name: str) -> bytes | None:
     wanted = name.lower()
     for key, value in msg.raw_items():
         if key.lower() == wanted:
-            raw = value.encode("utf-8", "surrogateescape")
-            try:
-                return raw.decode("utf-8")
-            except UnicodeDecodeError:
-                return printable(raw)
+            return value.encode("utf-8", "surrogateescape")
     return None
 
 
@@ -239,6 +245,28 @@ def _leaves(msg: Message) -> Iterator[Message]:
         yield part
 
 
+def filename(part: Message) -> str | None:
+    """The part's file name (RFC 2183 filename, RFC 2046 name, RFC 2231 encoded).
+
+    compat32 turns every 8-bit byte in a header into U+FFFD; re-read the raw header so
+    raw UTF-8 names (RFC 6532) survive; other bytes stay U+FFFD (no guessing, and no
+    backslash escapes that would read as a Windows path).
+    """
+    name = part.get_filename(None)
+    if name is None or "\ufffd" not in name:
+        return name
+    for header, param in (("Content-Disposition", "filename"), ("Content-Type", "name")):
+        raw = _raw_header_bytes(part, header)
+        if raw is None:
+            continue
+        holder = Message()
+        holder[header] = raw.decode("utf-8", "replace")
+        value = holder.get_param(param, None, header)
+        if value is not None:
+            return collapse_rfc2231_value(value)
+    return name
+
+
 def _defect_text(defect: Exception) -> str:
     doc = (type(defect).__doc__ or type(defect).__name__).strip().rstrip(".")
     return doc[:1].lower() + doc[1:]
@@ -247,7 +275,7 @@ def _defect_text(defect: Exception) -> str:
 def _classify(part: Message) -> str:
     """'attachment', 'body', or what the ignored part is (for the debug note)."""
     ctype = part.get_content_type()
-    name = part.get_filename(None)
+    name = filename(part)
     is_attachment = name is not None or part.get_content_disposition() == "attachment"
     major = ctype.split("/", 1)[0]
     if major in _IGNORED_MAJOR or ctype in _IGNORED_TYPES:
@@ -280,7 +308,7 @@ def _decoded(part: Message, label: str) -> bytes:
 
 
 def _attachment(part: Message, budget: _Budget, notes: list[str]) -> list[Found]:
-    raw_name = part.get_filename(None)
+    raw_name = filename(part)
     name = safe_name(raw_name)
     meta: dict[str, Any] = {}
     shown = _printable_text(decode_words(raw_name or ""))
