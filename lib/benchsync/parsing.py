@@ -11,13 +11,13 @@ inline; a parser bug is already contained by `analyze`.
 from __future__ import annotations
 
 import logging
-import multiprocessing
 import os
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
 from .analyze import analyze
+from .workers import worker_pool
 
 log = logging.getLogger("benchsync")
 
@@ -78,8 +78,7 @@ class Parser:
             return None
         if self._pool is None:
             try:
-                ctx = multiprocessing.get_context("fork")
-                self._pool = ProcessPoolExecutor(self.workers, mp_context=ctx)
+                self._pool = worker_pool(self.workers)
             except (ValueError, OSError) as e:
                 log.warning("no parser workers (%s): parsing in the main process", e)
                 self.workers = 0

@@ -31,15 +31,11 @@ failed = discrepancies open at the end, so the exit code is 1 while any is open.
 
 from __future__ import annotations
 
-import ctypes
 import hashlib
 import logging
-import multiprocessing
 import os
-import signal
 import time
 from collections.abc import Iterator
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -51,6 +47,7 @@ from .pipeline import Counts, would_fetch
 from .runlog import q
 from .status import expected_jobs, job_health
 from .store import MD5_RE, Store, _zlib
+from .workers import worker_pool
 
 log = logging.getLogger("benchsync")
 
@@ -61,7 +58,6 @@ ORPHAN_MIN_AGE = 3600.0  # younger .gz may be a file placed just before its comm
 STATE_SOURCE = "verifier"
 _READ_WHOLE = 8 * 1024 * 1024
 _FIRST_READ = 64 * 1024
-_PR_SET_PDEATHSIG = 1  # prctl(2)
 _POOL_MIN = 2000  # fewer files are checked in-process
 _SPAN = 1 << 32
 
@@ -222,22 +218,9 @@ def hash_stored(
         return
     chunk = max(256, len(files) // (workers * 8))
     batches = [files[i : i + chunk] for i in range(0, len(files), chunk)]
-    ctx = multiprocessing.get_context("fork")
-    with ProcessPoolExecutor(
-        max_workers=workers, mp_context=ctx, initializer=_die_with_parent, initargs=(os.getpid(),)
-    ) as pool:
+    with worker_pool(workers) as pool:
         for problems in pool.map(_check_batch, batches):
             yield from problems
-
-
-def _die_with_parent(parent: int) -> None:
-    """A worker must not outlive a killed verifier: it would hold the job's flock forever."""
-    try:
-        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-    except (OSError, AttributeError):  # pragma: no cover - not Linux
-        pass
-    if os.getppid() != parent:  # the parent died before prctl took effect
-        os._exit(1)
 
 
 def _check_batch(batch: list[tuple[str, str]]) -> list[tuple[str, str]]:
