@@ -187,6 +187,15 @@ class Database:
         return bool(row and row[0])
 
     # -- schema -----------------------------------------------------------------------
+    def _has_migrations_table(self) -> bool:
+        if self.dialect == "postgresql":
+            row = self.query_one("SELECT to_regclass('schema_migrations') IS NOT NULL")
+        else:
+            row = self.query_one(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations'"
+            )
+        return bool(row and row[0])
+
     def migrate(self, sql_dir: Path = SQL_DIR) -> list[int]:
         """Apply the numbered migrations not yet applied; return the versions applied."""
         files = sorted(
@@ -195,16 +204,17 @@ class Database:
             if (m := _MIGRATION.match(p.name))
         )
         applied: list[int] = []
-        self.execute(
-            "CREATE TABLE IF NOT EXISTS schema_migrations "
-            "(version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)"
-        )
-        done = {r[0] for r in self.query("SELECT version FROM schema_migrations")}
-        if all(v in done for v, _ in files):
-            return applied
+        if self._has_migrations_table():
+            done = {r[0] for r in self.query("SELECT version FROM schema_migrations")}
+            if all(v in done for v, _ in files):
+                return applied
         with self.transaction():
-            if self.dialect == "postgresql":
+            if self.dialect == "postgresql":  # two collectors starting at once: one migrates
                 self.execute("SELECT pg_advisory_xact_lock(?)", (_MIGRATE_LOCK,))
+            self.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations "
+                "(version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)"
+            )
             done = {r[0] for r in self.query("SELECT version FROM schema_migrations")}
             for version, path in files:
                 if version in done:
