@@ -75,3 +75,33 @@ def test_bad_numbers_name_the_key(tmp_path: Path) -> None:
     ini.write_text("[ftp]\nsettle_seconds = soon\n")
     with pytest.raises(ConfigError, match=r"\[ftp\] settle_seconds"):
         Config.load(ini, environ={}).section("ftp").get_float("settle_seconds", 60)
+
+
+REPO = Path(__file__).resolve().parent.parent
+READERS = [
+    "jobs.py", "status.py", "verify.py", "clean.py", "report.py", "http/server.py",
+    "sources/__init__.py", "sources/ftp.py", "sources/sftp.py", "sources/ssh.py",
+    "sources/imap.py",
+]  # fmt: skip
+
+
+def test_every_key_the_code_reads_is_documented_in_the_example() -> None:
+    import re
+
+    example = (REPO / "etc" / "benchsync.ini.example").read_text()
+    documented = set(re.findall(r"^;?\s*([a-z_]+)\s*=", example, re.M))
+    getter = r"get|get_int|get_float|get_bool|get_size|get_path|get_secret|require"
+    call = re.compile(rf"\.(?:{getter})\(\s*\"([a-z_]+)\"")
+    read = set()
+    for name in READERS:
+        read |= set(call.findall((REPO / "lib" / "benchsync" / name).read_text()))
+    not_keys = {"imap", "subject"}  # config.get(SECTION, key) and a dict look-up
+    assert read - documented - not_keys == set()
+
+
+def test_the_example_config_reads_cleanly(tmp_path: Path) -> None:
+    cfg = Config.load(REPO / "etc" / "benchsync.ini.example", environ={})
+    assert cfg.section("limits").get_size("max_file_bytes", "1") == 64 * 1024**2
+    assert cfg.section("imap").get_size("fetch_batch_bytes", "1") == 16 * 1024**2
+    assert cfg.section("verify").get_float("sample_share", 0) == 0.01
+    assert cfg.database_url().startswith("sqlite:////")
