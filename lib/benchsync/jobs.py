@@ -22,7 +22,7 @@ from .config import Config
 from .db import Database, connect
 from .db.runs import finish_run, start_run
 from .errors import EXIT_ITEMS_FAILED, EXIT_OK, BenchsyncError, ConfigError, UnreachableError
-from .parsing import Parser, default_workers
+from .parsing import Analyst, default_workers
 from .pipeline import Counts, Pipeline
 from .store import Store
 
@@ -40,15 +40,18 @@ class JobContext:
     run_id: int
     dry_run: bool
     counts: Counts
-    parser: Parser | None = None
+    analyst: Analyst | None = None
 
     def pipeline(self) -> Pipeline:
-        """A pipeline writing into this job's database and store, parsing on spare cores."""
+        """A pipeline writing into this job's database and store, parsing on a spare core."""
         limits = self.config.section("limits")
         max_bytes = limits.get_size("max_file_bytes", "64 MiB")
-        if self.parser is None:
-            self.parser = Parser(limits.get_int("parse_workers", default_workers()))
-        return Pipeline(self.db, self.store, max_bytes, self.run_id, self.dry_run, self.parser)
+        if self.analyst is None:
+            workers = limits.get_int("parse_workers", default_workers())
+            self.analyst = Analyst(
+                self.db, self.store, lambda: open_database(self.config), min(workers, 1)
+            )
+        return Pipeline(self.db, self.store, max_bytes, self.run_id, self.dry_run, self.analyst)
 
 
 def open_database(config: Config, migrate: bool = True) -> Database:
@@ -120,8 +123,8 @@ def _run_locked(job, config, body, logger, dry_run) -> int:
         try:
             counts = body(ctx) or counts
         finally:
-            if ctx.parser is not None:
-                ctx.parser.close()
+            if ctx.analyst is not None and not dry_run:
+                ctx.analyst.close()
         if counts.failed:
             status, code = "failed", EXIT_ITEMS_FAILED
             detail = f"{counts.failed} items failed"

@@ -19,7 +19,7 @@ from typing import Any
 from .db import Database, filing
 from .db.filing import FAILED, FILED, PENDING, REJECTED, UNACKED, Delivery, ItemUpdate
 from .errors import ItemError, ItemRejected, SourceUnreachable
-from .parsing import Parser
+from .parsing import Analyst
 from .runlog import q
 from .sources.base import Item, Source, is_in_progress
 from .store import Incoming, Store
@@ -93,10 +93,10 @@ class Pipeline:
         max_file_bytes: int,
         run_id: int | None = None,
         dry_run: bool = False,
-        parser: Parser | None = None,
+        analyst: Analyst | None = None,
     ) -> None:
         self.db = db
-        self.parser = parser or Parser(workers=0)
+        self.analyst = analyst or Analyst(db, store, lambda: db, workers=0)
         self.store = store
         self.max_file_bytes = max_file_bytes
         self.run_id = run_id
@@ -246,7 +246,6 @@ class Pipeline:
                 done.parts.append((payload, incoming))
                 payload.write_to(incoming)
                 incoming.finish()
-                self.parser.submit(incoming.md5, incoming.raw, payload.name)
                 expected = payload.expected_size
                 if expected is not None and incoming.size != expected:
                     raise ItemError(
@@ -265,22 +264,18 @@ class Pipeline:
     ) -> list[Filed]:
         known = filing.file_ids(self.db, (inc.md5 for f in fetched for _, inc in f.parts))
         placed: dict[str, Incoming] = {}
-        parsed: dict[str, Any] = {}
         for f in fetched:
-            for payload, inc in f.parts:
+            for _, inc in f.parts:
                 if inc.md5 in known or inc.md5 in placed:
                     inc.discard()
-                    self.parser.discard(inc.md5)
                 else:
                     placed[inc.md5] = inc
-                    parsed[inc.md5] = self.parser.result_or_inline(inc.md5, inc.raw, payload.name)
         paths = [inc.place() for inc in placed.values()]
         self.store.sync(paths)
         deliveries = []
         status = FILED if source.after_ingest.action == "keep" else UNACKED
         for f in fetched:
             for payload, inc in f.parts:
-                parse = parsed.get(inc.md5)
                 deliveries.append(
                     Delivery(
                         md5=inc.md5,
@@ -290,7 +285,6 @@ class Pipeline:
                         original_name=payload.name,
                         submitter=f.item.submitter,
                         meta={**f.item.meta, **payload.meta},
-                        parse=parse,
                     )
                 )
             md5 = f.parts[0][1].md5 if f.parts else None
@@ -308,8 +302,10 @@ class Pipeline:
             else:
                 counts.dup += 1
             log.info("%s md5=%s size=%d item=%s", "new" if new else "dup", d.md5, d.size, q(d.item))
-            parse_status = getattr(d.parse, "status", None) if d.parse is not None else None
-            filed.append(Filed(d.original_name, d.md5, d.size, file_id, new, parse_status))
+            filed.append(Filed(d.original_name, d.md5, d.size, file_id, new, None))
+        statuses = self.analyst.submit([(f.file_id, f.name) for f in filed if f.new])
+        for f in filed:
+            f.parse_status = statuses.get(f.file_id, "pending" if f.new else None)
         for f in fetched:
             source.outcome(f.item, status)
         return filed

@@ -1,19 +1,20 @@
 """`benchsync reparse` and `benchsync show`: re-read stored files through today's parser.
 
 The store keeps the exact bytes received, so a better parser can be applied to every
-log ever filed; each file is one transaction, so a stop half-way loses nothing.
+log ever filed; each batch of files is one transaction, so a stop half-way loses nothing.
 """
 
 from __future__ import annotations
 
 import logging
 
-from .analyze import analyze
 from .config import Config
-from .db.bench import files_to_reparse, parsed_rows, save_parse, set_parse_status
+from .db.bench import files_to_reparse, parsed_rows
 from .jobs import JobContext, open_database
+from .parsing import parse_files
 from .pipeline import Counts
-from .store import KEEP_RAW
+
+BATCH = 100
 
 log = logging.getLogger("benchsync")
 
@@ -21,26 +22,31 @@ log = logging.getLogger("benchsync")
 def reparse_job(
     ctx: JobContext, all_files: bool, with_status: str | None, md5s: list[str]
 ) -> Counts:
-    """Replace the parsed rows of the chosen files; counts.new = files now parsed."""
+    """Replace the parsed rows of the chosen files, 100 files a transaction.
+
+    counts.seen = files read, counts.new = files now parsed (fully or partly).
+    """
     counts = ctx.counts
-    for file_id, md5, name in files_to_reparse(ctx.db, all_files, with_status, md5s):
-        counts.seen += 1
-        try:
-            raw = ctx.store.read(md5)
-        except (OSError, ValueError) as e:
-            counts.failed += 1
-            log.warning("reparse failed md5=%s reason=stored file unreadable: %s", md5, e)
-            continue
-        result = analyze(raw if len(raw) <= KEEP_RAW else None, name)
-        if ctx.dry_run:
-            log.info("would reparse md5=%s status=%s", md5, result.status)
-            continue
-        with ctx.db.transaction():
-            save_parse(ctx.db, file_id, result)
-            set_parse_status(ctx.db, file_id, result.status, result.reason)
-        if result.status in ("parsed", "partial"):
-            counts.new += 1
-        log.info("reparsed md5=%s status=%s runs=%d", md5, result.status, len(result.runs))
+    rows = files_to_reparse(ctx.db, all_files, with_status, md5s)
+    md5_of = {file_id: md5 for file_id, md5, _, _ in rows}
+    for i in range(0, len(rows), BATCH):
+        part = rows[i : i + BATCH]
+        names = {file_id: name for file_id, _, _, name in part}
+        files = [(file_id, md5, size) for file_id, md5, size, _ in part]
+        for file_id, result in parse_files(ctx.db, ctx.store, files, names, ctx.dry_run):
+            counts.seen += 1
+            if result.status in ("parsed", "partial"):
+                counts.new += 1
+            elif result.status == "failed":
+                counts.failed += 1
+            verb = "would reparse" if ctx.dry_run else "reparsed"
+            log.info(
+                "%s md5=%s status=%s runs=%d",
+                verb,
+                md5_of[file_id],
+                result.status,
+                len(result.runs),
+            )
     missing = set(md5s) - {r[1] for r in files_to_reparse(ctx.db, False, None, md5s)}
     for md5 in sorted(missing):
         counts.failed += 1

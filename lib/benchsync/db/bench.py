@@ -47,11 +47,6 @@ _RESULT_COLS = (
 )
 
 
-def save_parse(db: Database, file_id: int, result: Any) -> None:
-    """Replace the parsed rows of one file with `result` (inside the caller's transaction)."""
-    save_parses(db, [(file_id, result)])
-
-
 def save_parses(db: Database, parsed: Sequence[tuple[int, Any]], replace: bool = True) -> None:
     """Write the parsed rows of many files in a few multi-row statements.
 
@@ -138,13 +133,13 @@ def _bool(db: Database, value: bool) -> Any:
 
 def files_to_reparse(
     db: Database, all_files: bool, with_status: str | None, md5s: list[str]
-) -> list[tuple[int, str, str | None]]:
-    """(id, md5, a received name) of the files `reparse` was asked for."""
+) -> list[tuple[int, str, int, str | None]]:
+    """(id, md5, size, a received name) of the files `reparse` was asked for."""
     name = "(SELECT MIN(original_name) FROM receipts r WHERE r.file_id = f.id)"
-    base = f"SELECT f.id, f.md5, {name} FROM files f"  # noqa: S608 - constant text
+    base = f"SELECT f.id, f.md5, f.size, {name} FROM files f"  # noqa: S608 - constant text
     if all_files:
         return db.query(base + " ORDER BY f.id")
-    rows: list[tuple[int, str, str | None]] = []
+    rows: list[tuple[int, str, int, str | None]] = []
     if with_status:
         rows += db.query(base + " WHERE f.parse_status = ? ORDER BY f.id", (with_status,))
     for md5 in md5s:
@@ -152,11 +147,55 @@ def files_to_reparse(
     return rows
 
 
-def set_parse_status(db: Database, file_id: int, status: str | None, detail: str | None) -> None:
-    db.execute(
-        "UPDATE files SET parse_status = ?, parse_detail = ? WHERE id = ?",
-        (status, detail, file_id),
+PENDING = "pending"  # filed, not parsed yet
+PARSING = "parsing"  # claimed by an analyst
+
+
+def claim_pending(db: Database, file_ids: list[int]) -> list[tuple[int, str, int]]:
+    """Claim these files for parsing if still pending: (id, md5, size) of those won."""
+    claimed: list[tuple[int, str, int]] = []
+    for i in range(0, len(file_ids), 500):
+        part = file_ids[i : i + 500]
+        marks = ", ".join("?" * len(part))
+        claimed += db.query(
+            f"UPDATE files SET parse_status = ? WHERE parse_status = ? AND id IN ({marks})"  # noqa: S608
+            " RETURNING id, md5, size",
+            (PARSING, PENDING, *part),
+        )
+    return claimed
+
+
+def claim_stale(
+    db: Database, pending_before: str, parsing_before: str, limit: int
+) -> list[tuple[int, str, int]]:
+    """Claim files an earlier run left pending, or whose claimer vanished long ago."""
+    return db.query(
+        "UPDATE files SET parse_status = ? WHERE id IN (SELECT id FROM files WHERE"
+        " (parse_status = ? AND first_seen_at < ?) OR (parse_status = ? AND first_seen_at < ?)"
+        " ORDER BY id LIMIT ?) RETURNING id, md5, size",
+        (PARSING, PENDING, pending_before, PARSING, parsing_before, limit),
     )
+
+
+def received_names(db: Database, file_ids: list[int]) -> dict[int, str | None]:
+    """A name each file was received under (the parser uses it to tell rt logs apart)."""
+    names: dict[int, str | None] = {}
+    for i in range(0, len(file_ids), 500):
+        part = file_ids[i : i + 500]
+        marks = ", ".join("?" * len(part))
+        names.update(
+            db.query(
+                f"SELECT file_id, MIN(original_name) FROM receipts WHERE file_id IN ({marks})"  # noqa: S608
+                " GROUP BY file_id",
+                part,
+            )
+        )
+    return names
+
+
+def set_parse_statuses(db: Database, rows: Sequence[tuple[str, str | None, int]]) -> None:
+    """Record (status, reason, file id) for many files."""
+    db.executemany("UPDATE files SET parse_status = ?, parse_detail = ? WHERE id = ?", rows)
 
 
 def parsed_rows(db: Database, md5: str) -> dict[str, Any] | None:

@@ -17,6 +17,8 @@ from ..errors import ConfigError, DatabaseUnreachable
 SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
 _MIGRATION = re.compile(r"^(\d+)_[\w-]+\.sql$")
 _MIGRATE_LOCK = 0x62656E6368  # advisory lock key held while migrating ("bench")
+# bound parameters per statement: SQLite's limit (32766 since 3.32), PostgreSQL's is 65535
+_MAX_PARAMS = {"sqlite": 30000, "postgresql": 30000}
 
 
 def now_iso() -> str:
@@ -117,17 +119,20 @@ class Database:
         tail: str = "",
         returning: str | None = None,
     ) -> list[tuple]:
-        """Insert many rows with multi-row VALUES, a few hundred per statement.
+        """Insert many rows in a few statements; `tail` may say ON CONFLICT, and RETURNING.
 
-        One statement per few hundred rows instead of one round trip per row: filing a
-        batch of 100 logs with their parsed rows takes a handful of statements.
+        SQLite gets multi-row VALUES. PostgreSQL gets the rows by COPY into a temporary
+        staging table and one INSERT … SELECT from it: psycopg2 quotes every parameter
+        of a VALUES list in Python, which made 60,000 result rows cost 1.5 s; COPY 0.3 s.
         `table`, `columns` and `tail` are code constants, never user input.
         """
         rows = [tuple(r) for r in rows]
         out: list[tuple] = []
         if not rows:
             return out
-        per = max(1, 900 // len(columns))
+        if self.dialect == "postgresql" and len(rows) > 20:
+            return self._copy_insert(table, columns, rows, tail, returning)
+        per = max(1, _MAX_PARAMS[self.dialect] // len(columns))
         one = "(" + ", ".join("?" * len(columns)) + ")"
         head = f"INSERT INTO {table} ({', '.join(columns)}) VALUES "  # noqa: S608 - constants
         end = f"{tail} RETURNING {returning}" if returning else tail
@@ -140,6 +145,29 @@ class Database:
             else:
                 self.execute(sql, params)
         return out
+
+    def _copy_insert(
+        self,
+        table: str,
+        columns: Sequence[str],
+        rows: list[tuple],
+        tail: str,
+        returning: str | None,
+    ) -> list[tuple]:
+        names = ", ".join(columns)
+        stage = f"stage_{table}"
+        with self.transaction(), self._guard():
+            cur = self.conn.cursor()
+            create = f"CREATE TEMP TABLE IF NOT EXISTS {stage} ON COMMIT DELETE ROWS AS"
+            cur.execute(f"{create} SELECT {names} FROM {table} WITH NO DATA")  # noqa: S608
+            cur.copy_expert(f"COPY {stage} ({names}) FROM STDIN", _CopyRows(rows))
+            sql = f"INSERT INTO {table} ({names}) SELECT {names} FROM {stage}{tail}"  # noqa: S608
+            if returning:
+                sql += f" RETURNING {returning}"
+            cur.execute(sql)
+            out = cur.fetchall() if returning else []
+            cur.execute(f"TRUNCATE {stage}")
+            return out
 
     def insert_id(self, sql: str, params: Sequence[Any] = ()) -> int | None:
         """Run an INSERT … RETURNING id; None when ON CONFLICT DO NOTHING skipped it."""
@@ -227,6 +255,35 @@ class Database:
                 )
                 applied.append(version)
         return applied
+
+
+class _CopyRows:
+    """Rows as PostgreSQL COPY text, produced as COPY reads (a file-like `read`)."""
+
+    _ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+
+    def __init__(self, rows: list[tuple]) -> None:
+        self._lines = ("\t".join(map(self._field, row)) + "\n" for row in rows)
+        self._buf = b""
+
+    @classmethod
+    def _field(cls, v: Any) -> str:
+        if v is None:
+            return "\\N"
+        if isinstance(v, bool):
+            return "t" if v else "f"
+        if isinstance(v, str):
+            return v.translate(cls._ESCAPES)
+        return str(v)
+
+    def read(self, size: int = 65536) -> bytes:
+        while len(self._buf) < size:
+            line = next(self._lines, None)
+            if line is None:
+                break
+            self._buf += line.encode("utf-8")
+        chunk, self._buf = self._buf[:size], self._buf[size:]
+        return chunk
 
 
 def _statements(script: str) -> list[str]:

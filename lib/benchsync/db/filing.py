@@ -7,7 +7,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-from .bench import save_parses
+from .bench import PENDING as PARSE_PENDING
 from .connection import Database, now_iso
 
 # source_items.status values
@@ -53,7 +53,6 @@ class Delivery:
     original_name: str | None
     submitter: str | None = None
     meta: dict[str, Any] = field(default_factory=dict)
-    parse: Any = None  # benchsync.parse.ParseResult for new content, else None
 
 
 def known_items(db: Database, source: str) -> dict[str, ItemState]:
@@ -84,7 +83,7 @@ def record_batch(
     deliveries: Sequence[Delivery],
     updates: Sequence[ItemUpdate],
 ) -> dict[str, tuple[int, bool]]:
-    """File a batch in one transaction: files, parsed rows, receipts, source item states.
+    """File a batch in one transaction: files (parse pending), receipts, source item states.
 
     Returns md5 → (file id, inserted by this call). A content another collector filed
     a moment ago is not inserted twice: the unique md5 decides, not timing.
@@ -96,15 +95,13 @@ def record_batch(
         inserted = db.insert_rows(
             "files",
             ("md5", "size", "stored_path", "first_seen_at", "parse_status", "parse_detail"),
-            [(d.md5, d.size, d.stored_path, now, *_parse_status(d.parse)) for d in new.values()],
+            [(d.md5, d.size, d.stored_path, now, PARSE_PENDING, None) for d in new.values()],
             tail=" ON CONFLICT (md5) DO NOTHING",
             returning="md5, id",
         )
         result = {md5: (file_id, True) for md5, file_id in inserted}
         for md5, file_id in file_ids(db, [m for m in new if m not in result]).items():
             result[md5] = (file_id, False)
-        parsed = [(result[m][0], new[m].parse) for m in result if result[m][1]]
-        save_parses(db, [(fid, p) for fid, p in parsed if p is not None], replace=False)
         db.executemany(
             "INSERT INTO receipts (file_id, channel, source, item, original_name, submitter,"
             " received_at, run_id, meta) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
@@ -184,10 +181,3 @@ def set_state(db: Database, source: str, key: str, value: str) -> None:
         " ON CONFLICT (source, key) DO UPDATE SET value = excluded.value",
         (source, key, value),
     )
-
-
-def _parse_status(parse: Any) -> tuple[str | None, str | None]:
-    if parse is None:
-        return None, None
-    status = getattr(parse, "status", None)
-    return status, getattr(parse, "reason", None)

@@ -19,6 +19,7 @@ the whole source is gone (the run stops, exit 3, nothing half-filed).
 from __future__ import annotations
 
 import re
+import stat
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator
@@ -111,6 +112,17 @@ def name_problem(name: str | bytes) -> str | None:
         return f"hostile name: longer than {MAX_NAME_BYTES} bytes"
     if text in (".", "..") or "/" in text or "\\" in text:
         return "hostile name: path separators or dot entries"
+    return None
+
+
+def mode_problem(mode: int) -> str | None:
+    """Why an entry of this type is never filed: only regular files, nothing followed."""
+    if stat.S_ISLNK(mode):
+        return "symlink: not followed"
+    if stat.S_ISDIR(mode):
+        return "folder: not a file (set recursive = true to descend)"
+    if not stat.S_ISREG(mode):
+        return "not a regular file"
     return None
 
 

@@ -18,6 +18,7 @@ from .base import (
     Payload,
     Source,
     Writer,
+    mode_problem,
     printable,
     submitter_from_key,
 )
@@ -134,21 +135,14 @@ def file_item(path: bytes, name: bytes, st: os.stat_result, prefix: str = "") ->
 
     Kept cheap: a no-op poll of 100,000 filed files calls this 100,000 times.
     """
-    mode = st.st_mode
     try:
         text = name.decode("utf-8")
-        problem = None
+        problem = mode_problem(st.st_mode)
+        if problem is None and CONTROL_CHARS.search(text):
+            problem = "hostile name: control characters (newline, tab, …)"
     except UnicodeDecodeError:
         text = printable(name)
-        problem = "hostile name: not valid UTF-8"
-    if stat.S_ISLNK(mode):
-        problem = "symlink: not followed"
-    elif stat.S_ISDIR(mode):
-        problem = "folder: not a file (set recursive = true to descend)"
-    elif not stat.S_ISREG(mode):
-        problem = "not a regular file"
-    elif problem is None and CONTROL_CHARS.search(text):
-        problem = "hostile name: control characters (newline, tab, …)"
+        problem = mode_problem(st.st_mode) or "hostile name: not valid UTF-8"
     return Item(prefix + text, text, st.st_size, st.st_mtime, problem, handle=path)
 
 

@@ -55,6 +55,7 @@ from .base import (
     Payload,
     Source,
     Writer,
+    mode_problem,
     name_problem,
     printable,
     submitter_from_key,
@@ -274,15 +275,7 @@ def _join(folder: bytes, name: bytes) -> bytes:
 
 def _file_item(path: bytes, rel: bytes, attrs: SFTPAttributes) -> Item:
     """An item for one remote entry, with the reason it can never be filed, if any."""
-    mode = attrs.st_mode or 0
-    if stat.S_ISLNK(mode):
-        problem = "symlink: not followed"
-    elif stat.S_ISDIR(mode):
-        problem = "folder: not a file (set recursive = true to descend)"
-    elif not stat.S_ISREG(mode):
-        problem = "not a regular file"
-    else:
-        problem = name_problem(posixpath.basename(rel))
+    problem = mode_problem(attrs.st_mode or 0) or name_problem(posixpath.basename(rel))
     return Item(
         key=printable(rel),
         name=printable(posixpath.basename(rel)),
