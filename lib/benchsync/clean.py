@@ -42,6 +42,7 @@ from .db.discrepancies import LOST, Discrepancy
 from .db.filing import Delivery
 from .errors import BenchsyncError, ItemError
 from .jobs import JobContext
+from .parsing import analyze_files
 from .pipeline import Counts
 from .report import MailSettings, Report, ReportNotSent, send
 from .runlog import q
@@ -307,7 +308,7 @@ class Cleaner:
         if discrepancies.file_exists(self.db, md5):
             self._close(d, "has a files row again", "has a files row again")
             return
-        incoming, parse, why = self._read_orphan(md5, path)
+        incoming, why = self._read_orphan(md5, path)
         if why == "too large to check":
             if incoming is not None:
                 incoming.discard()
@@ -325,15 +326,17 @@ class Cleaner:
                 stored_path=self.store.relpath(md5),
                 item=d.subject,
                 original_name=None,
-                parse=parse,
             )
-            filing.record_batch(self.db, self.ctx.run_id, ORPHAN_SOURCE, "manual", [delivery], [])
+            ids = filing.record_batch(
+                self.db, self.ctx.run_id, ORPHAN_SOURCE, "manual", [delivery], []
+            )
+            analyze_files(self.db, self.store, [(ids[md5][0], None)])
         else:
             incoming.discard()
         self._close(d, "adopted", "adopted into files (source store-orphan)")
 
-    def _read_orphan(self, md5: str, path: Path) -> tuple[Incoming | None, Any, str | None]:
-        """(content, parse result, why it cannot be adopted or None)."""
+    def _read_orphan(self, md5: str, path: Path) -> tuple[Incoming | None, str | None]:
+        """(content, why it cannot be adopted or None)."""
         incoming = self.store.incoming(self.max_bytes)
         from .store import _zlib
 
@@ -344,18 +347,17 @@ class Cleaner:
             incoming.discard()
             reason = getattr(e, "reason", None) or str(e)
             if "too large" in reason:
-                return None, None, "too large to check"
-            return None, None, f"not a valid gzip file: {reason}"
+                return None, "too large to check"
+            return None, f"not a valid gzip file: {reason}"
         if incoming.md5 != md5:
             incoming.discard()
-            return None, None, "content does not match its name"
+            return None, "content does not match its name"
         if incoming.raw is None:
-            return incoming, None, "too large to check"
-        parse = analyze(incoming.raw, None)
-        if parse.status == "not_a_benchmark_log":
+            return incoming, "too large to check"
+        if analyze(incoming.raw, None).status == "not_a_benchmark_log":
             incoming.discard()
-            return None, None, "not a benchmark log"
-        return incoming, parse, None
+            return None, "not a benchmark log"
+        return incoming, None
 
 
 def _reader(path: str) -> Callable[[Writer], None]:

@@ -37,12 +37,15 @@ import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 from .db import discrepancies, filing
+from .db.bench import PARSING, PENDING
 from .db.filing import FILED, REJECTED
 from .errors import BenchsyncError
 from .jobs import JobContext
+from .parsing import STALE_CLAIM
 from .pipeline import Counts, would_fetch
 from .runlog import q
 from .status import expected_jobs, job_health
@@ -130,9 +133,12 @@ def _check_store(ctx: JobContext, f: Findings, deep: bool) -> None:
     f.sample = None if deep else _sample_window(ctx)
     open_corrupt = {d.subject for d in discrepancies.list_open(db, [CORRUPT])}
     to_hash: list[tuple[str, str]] = []
-    for md5, _size, parse_status in rows:
+    unparsed_before = (datetime.now(UTC) - STALE_CLAIM).isoformat(timespec="microseconds")
+    for md5, _size, parse_status, first_seen in rows:
         if parse_status == "failed":
             f.add(PARSE, md5, "the parser failed on this file (benchsync show / reparse)")
+        elif parse_status in (PENDING, PARSING) and (first_seen or "") < unparsed_before:
+            f.add(PARSE, md5, "filed over an hour ago and still not parsed (benchsync reparse)")
         path = on_disk.get(md5)
         if path is None and not store.exists(md5):  # re-checked: placed after the scan?
             f.add(MISSING, md5, f"files row without its stored file {store.relpath(md5)}")

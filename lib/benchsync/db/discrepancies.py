@@ -127,9 +127,10 @@ def mark(db: Database, disc_id: int, resolution: str) -> None:
 
 
 # -- what the verifier compares -------------------------------------------------------
-def stored_files(db: Database) -> list[tuple[str, int, str | None]]:
-    """(md5, size, parse_status) of every `files` row."""
-    return db.query("SELECT md5, size, parse_status FROM files")
+def stored_files(db: Database) -> list[tuple[str, int, str | None, str | None]]:
+    """(md5, size, parse_status, first_seen_at) of every `files` row."""
+    rows = db.query("SELECT md5, size, parse_status, first_seen_at FROM files")
+    return [(md5, size, status, as_iso(seen)) for md5, size, status, seen in rows]
 
 
 def file_exists(db: Database, md5: str) -> bool:
