@@ -5,9 +5,10 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
-import pickle
 import stat
+from array import array
 from collections.abc import Iterator
+from operator import attrgetter
 from pathlib import Path
 
 from ..errors import ItemError, ItemRejected, SourceUnreachable
@@ -69,9 +70,12 @@ class LocalFolderSource(Source):
         The scan is kept for the `list()` that follows, so a poll stats each file once;
         when the fingerprint is unchanged no `Item` is ever built.
         """
-        self._scanned = self._scan()
-        rows = [(e[0], st.st_size, st.st_mtime_ns, st.st_mode) for e, st in self._scanned]
-        return hashlib.md5(pickle.dumps(rows, protocol=5)).hexdigest(), len(rows)
+        self._scanned = scanned = self._scan()
+        digest = hashlib.md5(b"\0".join([entry[0] for entry, _ in scanned]))
+        stats = [st for _, st in scanned]
+        for field in ("st_size", "st_mtime_ns", "st_mode"):  # C loops: ~30 ms for 100,000
+            digest.update(array("q", map(attrgetter(field), stats)).tobytes())
+        return digest.hexdigest(), len(scanned)
 
     def list(self) -> Iterator[Item]:
         """Every entry of the folder as an item (symlinks and folders marked, never followed)."""
