@@ -98,3 +98,15 @@ def test_open_discrepancies_are_counted_by_kind(ws: Workspace) -> None:
     assert verifier["last_run"]["status"] == "failed"
     assert verifier["last_run"]["counts"]["failed"] == 2
     assert "open discrepancies: missing 2" in ws.run("status").out
+
+
+def test_status_counts_files_by_parse_outcome(ws_sqlite) -> None:
+    from samples_path import samples_dir
+
+    ws = ws_sqlite
+    name = "run-local-rel7.32.6-epyc2cpu-default_summary"
+    (ws.queue / name).write_bytes((samples_dir() / name).read_bytes())
+    (ws.queue / "notes.txt").write_bytes(b"not a log at all\n")
+    assert ws.run("ftp-sync").code == 0
+    result = ws.run("status")
+    assert "parsed: not_a_benchmark_log 1, parsed 1" in result.out

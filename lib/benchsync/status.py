@@ -16,7 +16,15 @@ from typing import Any
 from .config import Config
 from .db.connection import Database
 from .db.discrepancies import open_by_kind
-from .db.runs import RunRow, files_by_channel, last_runs, last_success, recent_runs, totals
+from .db.runs import (
+    RunRow,
+    files_by_channel,
+    files_by_parse_status,
+    last_runs,
+    last_success,
+    recent_runs,
+    totals,
+)
 
 JOB_CHANNELS = {"ftp_sync": "ftp", "scp_sync": "scp", "imap_sync": "imap"}
 SILENT = "silent_job"
@@ -127,6 +135,7 @@ def _collect(db: Database, config: Config) -> dict[str, Any]:
         "jobs": jobs,
         "files_by_channel": files_by_channel(db),
         "totals": totals(db),
+        "files_by_parse_status": files_by_parse_status(db),
         "open_discrepancies": open_by_kind(db),
         "unhealthy": unhealthy,
     }
@@ -153,6 +162,9 @@ def render(report: dict[str, Any]) -> str:
     t = report["totals"]
     by_channel = ", ".join(f"{k} {v}" for k, v in sorted(report["files_by_channel"].items()))
     lines.append(f"files: {t['files']} ({by_channel or 'none'}); receipts: {t['receipts']}")
+    parsed = report.get("files_by_parse_status") or {}
+    if parsed:
+        lines.append("parsed: " + ", ".join(f"{k} {v}" for k, v in sorted(parsed.items())))
     open_d = report["open_discrepancies"]
     lines.append(
         "open discrepancies: "

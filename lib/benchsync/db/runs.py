@@ -103,6 +103,12 @@ def files_by_channel(db: Database) -> dict[str, int]:
     return {r[0]: r[1] for r in rows}
 
 
+def files_by_parse_status(db: Database) -> dict[str, int]:
+    """How many files the parser left in each state (parsed, partial, pending, failed…)."""
+    rows = db.query("SELECT COALESCE(parse_status, 'none'), COUNT(*) FROM files GROUP BY 1")
+    return {r[0]: r[1] for r in rows}
+
+
 def totals(db: Database) -> dict[str, int]:
     """Counts of files and receipts, for `status`."""
     files = db.query_one("SELECT COUNT(*) FROM files")
