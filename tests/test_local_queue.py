@@ -161,3 +161,23 @@ def test_a_failed_item_is_retried_even_when_the_listing_is_unchanged(ws_sqlite: 
     (ws.queue / "a.log").touch()  # a person looked at it: changed, so looked at again
     assert ws.run("ftp-sync").code == 0
     assert ws.count("files") == 1
+
+
+def test_the_split_fingerprint_sees_a_change_in_either_half(tmp_path) -> None:
+    from benchsync.sources.local import _split_digest
+
+    paths = []
+    for i in range(40):
+        p = tmp_path / f"{i}.log"
+        p.write_bytes(b"x" * i)
+        paths.append(os.fsencode(p))
+    first = _split_digest(paths, min_split=10)
+    assert _split_digest(paths, min_split=10) == first
+    for index in (3, 33):  # one in the parent's half, one in the child's
+        os.utime(paths[index], ns=(1, 10**9 * index))
+        changed = _split_digest(paths, min_split=10)
+        assert changed != first
+        first = changed
+    os.unlink(paths[35])
+    with pytest.raises(OSError):
+        _split_digest(paths, min_split=10)
