@@ -19,25 +19,10 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(REPO / "tests"), str(REPO / "lib")]
-
-from servers.servers import start_ftp_subprocess, start_postgres  # noqa: E402
-
-SAMPLE = REPO / "examples/samples/run-local-rel7.32.6-epyc2cpu-default_run-22401-benchmark.log"
-
-
-def make_logs(folder: Path, n: int, size: int = 20_000) -> None:
-    """n distinct log-like files of about `size` bytes (real log text, varied numbers)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    base = SAMPLE.read_bytes()
-    for i in range(n):
-        head = f"Running the BRL-CAD benchmark, submission {i} pid {i * 7919}\n".encode()
-        body = (head + base)[: size - 40]
-        (folder / f"run-{i}-benchmark.log").write_bytes(body + f"\nrun {i:012d}\n".encode())
+from common import REPO, SAMPLE, fresh_database, make_logs, md5sum_gzip, timed
+from servers.servers import start_ftp_subprocess, start_postgres
 
 
 def make_big(folder: Path, size: int) -> None:
@@ -53,12 +38,6 @@ def make_big(folder: Path, size: int) -> None:
             i += 1
 
 
-def timed(cmd: list[str] | str, **kw) -> float:
-    start = time.perf_counter()
-    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, **kw)
-    return time.perf_counter() - start
-
-
 def baseline(server, folder: str, out: Path) -> float:
     """lftp mirror of the folder, then md5sum and gzip -6 of every fetched file."""
     shutil.rmtree(out, ignore_errors=True)
@@ -66,19 +45,13 @@ def baseline(server, folder: str, out: Path) -> float:
     script = f"set ftp:ssl-allow no; mirror {folder} {out}/{folder}; quit"
     login = f"{server.user},{server.password}"
     seconds = timed(["lftp", "-u", login, "-p", str(server.port), "-e", script, "127.0.0.1"])
-    seconds += timed(f"find {out} -type f -print0 | xargs -0 md5sum >/dev/null", shell=True)
-    seconds += timed(f"find {out} -type f -print0 | xargs -0 gzip -6 -k", shell=True)
-    return seconds
+    return seconds + md5sum_gzip(out)
 
 
 def ftp_sync(server, folder: str, work: Path, pg, name: str) -> float:
     """One ftp_sync run into a fresh PostgreSQL database and store."""
     shutil.rmtree(work / "store", ignore_errors=True)
-    try:
-        pg.drop_database(name)
-    except Exception:  # noqa: BLE001 - nothing to drop the first time
-        pass
-    url = pg.create_database(name)
+    url = fresh_database(pg, name)
     secret = work / "ftp.password"
     secret.write_text(server.password)
     secret.chmod(0o600)

@@ -23,19 +23,13 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from email.message import EmailMessage
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(REPO / "tests"), str(REPO / "lib")]
+from imapclient import IMAPClient
 
-from imapclient import IMAPClient  # noqa: E402
-
-from samples_path import samples_dir  # noqa: E402
-from servers.servers import start_dovecot, start_postgres  # noqa: E402
-
-SAMPLE = samples_dir() / "run-local-rel7.32.6-epyc2cpu-default_run-22401-benchmark.log"
+from common import REPO, SAMPLE, fresh_database, md5sum_gzip, timed
+from servers.servers import start_dovecot, start_postgres
 
 EXTRACT = r"""
 import email, os, sys
@@ -78,12 +72,6 @@ def fill(srv, mails: list[bytes]) -> None:
             c.multiappend("INBOX", mails[i : i + 100])
 
 
-def timed(cmd: list[str] | str, **kw) -> float:
-    start = time.perf_counter()
-    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, **kw)
-    return time.perf_counter() - start
-
-
 def baseline(srv, work: Path) -> tuple[float, float]:
     """(mbsync + md5sum + gzip seconds, extraction seconds) for a fresh mirror."""
     mirror, logs = work / "mbsync-out", work / "extracted"
@@ -101,19 +89,13 @@ def baseline(srv, work: Path) -> tuple[float, float]:
     )
     seconds = timed(["mbsync", "-q", "-c", str(rc), "-a"])
     extract = timed([sys.executable, "-c", EXTRACT, str(mirror / "INBOX"), str(logs)])
-    seconds += timed(f"find {logs} -type f -print0 | xargs -0 md5sum >/dev/null", shell=True)
-    seconds += timed(f"find {logs} -type f -print0 | xargs -0 gzip -6 -k", shell=True)
-    return seconds, extract
+    return seconds + md5sum_gzip(logs), extract
 
 
 def imap_sync(srv, work: Path, pg, name: str) -> float:
     """One imap_sync run into a fresh PostgreSQL database and store."""
     shutil.rmtree(work / "store", ignore_errors=True)
-    try:
-        pg.drop_database(name)
-    except Exception:  # noqa: BLE001 - nothing to drop the first time
-        pass
-    url = pg.create_database(name)
+    url = fresh_database(pg, name)
     secret = work / "imap.password"
     secret.write_text(srv.password)
     secret.chmod(0o600)

@@ -21,25 +21,10 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(REPO / "tests"), str(REPO / "lib")]
-
-from servers.servers import start_postgres  # noqa: E402
-
-SAMPLE = REPO / "examples/samples/run-local-rel7.32.6-epyc2cpu-default_run-22401-benchmark.log"
-
-
-def make_logs(folder: Path, n: int, size: int = 20_000) -> None:
-    """n distinct log-like files of about `size` bytes (real log text, varied numbers)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    base = SAMPLE.read_bytes()
-    for i in range(n):
-        head = f"Running the BRL-CAD benchmark, submission {i} pid {i * 7919}\n".encode()
-        body = (head + base)[: size - 40]
-        (folder / f"run-{i}-benchmark.log").write_bytes(body + f"\nrun {i:012d}\n".encode())
+from common import REPO, SAMPLE, fresh_database, make_logs, md5sum_gzip, timed
+from servers.servers import start_postgres
 
 
 def write_config(root: Path, url: str, queue: Path) -> Path:
@@ -52,23 +37,13 @@ def write_config(root: Path, url: str, queue: Path) -> Path:
     return ini
 
 
-def timed(cmd: list[str] | str, **kw) -> float:
-    start = time.perf_counter()
-    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, **kw)
-    return time.perf_counter() - start
-
-
 def sync_cmd(ini: Path) -> list[str]:
     return [sys.executable, str(REPO / "bin/ftp_sync"), "--config", str(ini)]
 
 
 def reset(root: Path, pg, name: str) -> str:
     shutil.rmtree(root / "store", ignore_errors=True)
-    try:
-        pg.drop_database(name)
-    except Exception:  # noqa: BLE001 - first round: nothing to drop
-        pass
-    return pg.create_database(name)
+    return fresh_database(pg, name)
 
 
 def bench_throughput(work: Path, pg, n: int, rounds: int) -> dict:
@@ -81,9 +56,7 @@ def bench_throughput(work: Path, pg, n: int, rounds: int) -> dict:
         shutil.rmtree(copy, ignore_errors=True)
         shutil.copytree(queue, copy)
         subprocess.run(["sync"], check=True)
-        floor = timed(f"find {copy} -type f -print0 | xargs -0 md5sum >/dev/null", shell=True)
-        floor += timed(f"find {copy} -type f -print0 | xargs -0 gzip -6 -k", shell=True)
-        floors.append(floor)
+        floors.append(md5sum_gzip(copy))
         url = reset(work, pg, f"bench_tp_{r}")
         ini = write_config(work, url, queue)
         subprocess.run(["sync"], check=True)
