@@ -80,9 +80,16 @@ class Workspace:
         self.config.write_text("\n".join(lines))
         return self.config
 
-    def run(self, *args: str, env: dict[str, str] | None = None, timeout: float = 120) -> Result:
+    def run(
+        self,
+        *args: str,
+        env: dict[str, str] | None = None,
+        timeout: float = 120,
+        prefix: list[str] | None = None,
+    ) -> Result:
         """Run `bin/benchsync ARGS --config <ws>` as a real process, as cron would."""
-        cmd = [sys.executable, str(BIN / "benchsync"), *args, "--config", str(self.config)]
+        cmd = [*(prefix or []), sys.executable, str(BIN / "benchsync"), *args]
+        cmd += ["--config", str(self.config)]
         full_env = {**os.environ, "BENCHSYNC_NO_VENV": "1", **(env or {})}
         p = subprocess.run(cmd, capture_output=True, text=True, env=full_env, timeout=timeout)
         return Result(p.returncode, p.stdout, p.stderr)

@@ -123,3 +123,25 @@ def test_secret_file_with_loose_mode_is_exit_2(ws_sqlite: Workspace) -> None:
     ws_sqlite.configure(database={"password_file": "db.password"})
     result = ws_sqlite.run("ftp-sync")
     assert result.code == 2 and "chmod 600" in result.err and "hunter2" not in result.err
+
+
+def test_an_unreadable_file_fails_alone_and_is_filed_once_readable(ws_sqlite: Workspace) -> None:
+    """Run without root's read-anything capabilities, so that mode 000 means unreadable."""
+    import shutil
+
+    if shutil.which("setpriv") is None:
+        pytest.skip("setpriv (util-linux) is needed to drop root's read-anything capability")
+    ws = ws_sqlite
+    locked = ws.queue / "locked.log"
+    locked.write_bytes(sample_log(1))
+    locked.chmod(0)
+    (ws.queue / "open.log").write_bytes(sample_log(2))
+    drop = ["setpriv", "--bounding-set", "-dac_override,-dac_read_search"]
+    result = ws.run("ftp-sync", prefix=drop)
+    assert result.code == 1
+    assert 'failed item=locked.log reason="unreadable: Permission denied"' in ws.log_text()
+    assert {r[0] for r in ws.rows("SELECT item FROM receipts")} == {"open.log"}
+    assert locked.exists()
+    locked.chmod(0o644)
+    assert ws.run("ftp-sync", prefix=drop).code == 0
+    assert {r[0] for r in ws.rows("SELECT item FROM receipts")} == {"open.log", "locked.log"}
