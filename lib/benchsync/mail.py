@@ -2,9 +2,10 @@
 
 Pure: no I/O, no network, no database. What a user mails us is untrusted, so every
 limit is checked before memory is spent: attachment sizes, archive members (count,
-paths, unpacked size) and nesting depth. Anything that cannot be trusted raises
-`ItemRejected` with a reason a person can act on; parts that are simply not logs
-(images, signatures, HTML twins of text bodies) are noted and ignored.
+paths, unpacked size) and nesting depth; archives are unpacked by `benchsync.unpack`.
+Anything that cannot be trusted raises `ItemRejected` with a reason a person can act
+on; parts that are simply not logs (images, signatures, HTML twins of text bodies) are
+noted and ignored.
 
 The parser is the stdlib `email` package with its `compat32` policy: about 3x faster
 than `policy.default` on typical mails (see bench/bench_imap.py), and everything it
@@ -13,18 +14,11 @@ does not decode (encoded-word names, charsets) is decoded here.
 
 from __future__ import annotations
 
-import bz2
 import email
 import email.errors
-import io
-import lzma
 import re
-import stat
-import tarfile
-import zipfile
-import zlib
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from dataclasses import dataclass
 from email.header import decode_header, make_header
 from email.message import Message
 from email.utils import collapse_rfc2231_value, parseaddr
@@ -33,8 +27,10 @@ from typing import Any
 from .errors import ItemRejected
 from .parse import looks_like_benchmark_log
 from .sources.base import printable
+from .unpack import Budget, Found, Limits, unpack
+from .unpack import MiB as MiB  # re-exported: these lived here before benchsync.unpack
+from .unpack import member_problem as member_problem
 
-MiB = 1024 * 1024
 MAX_NAME_BYTES = 255
 MAX_HEADER_CHARS = 500
 BODY_NAME = "body.txt"
@@ -82,27 +78,6 @@ _BROKEN_BASE64 = (
     email.errors.InvalidBase64LengthDefect,
 )
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-_SUFFIXES = {".gz": "", ".tgz": ".tar", ".bz2": "", ".tbz2": ".tar", ".tbz": ".tar", ".xz": ""}
-_SUFFIXES |= {".txz": ".tar"}
-
-
-@dataclass(frozen=True)
-class Limits:
-    """How much one message may make us unpack (`[imap]` keys of the same names)."""
-
-    max_attachment_bytes: int = 64 * MiB  # each attachment, decompressed stream or member
-    max_unpacked_bytes: int = 256 * MiB  # everything unpacked from one message
-    max_archive_members: int = 1000  # files in all archives of one message
-    max_depth: int = 3  # archives inside archives (a .tar.gz is two levels)
-
-
-@dataclass
-class Found:
-    """One file to be filed: its receipt name, its bytes, and where it came from."""
-
-    name: str
-    data: bytes
-    meta: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -129,7 +104,7 @@ def extract(raw: bytes, limits: Limits | None = None) -> Extracted:
     limits = limits or Limits()
     msg = parse(raw)
     notes: list[str] = []
-    budget = _Budget(limits)
+    budget = Budget(limits)
     files: list[Found] = []
     bodies: list[Message] = []
     for part in _leaves(msg):
@@ -307,7 +282,7 @@ def _decoded(part: Message, label: str) -> bytes:
     return data
 
 
-def _attachment(part: Message, budget: _Budget, notes: list[str]) -> list[Found]:
+def _attachment(part: Message, budget: Budget, notes: list[str]) -> list[Found]:
     raw_name = filename(part)
     name = safe_name(raw_name)
     meta: dict[str, Any] = {}
@@ -317,10 +292,10 @@ def _attachment(part: Message, budget: _Budget, notes: list[str]) -> list[Found]
         notes.append(f"attachment name {_clip(shown, 300)!r} filed as {name!r}")
     data = _decoded(part, f"attachment {name!r}")
     budget.check_size(len(data), f"attachment {name!r}")
-    return list(_unpack(name, data, meta, budget, 0))
+    return list(unpack(name, data, budget, safe_name, meta))
 
 
-def _pasted_logs(bodies: list[Message], budget: _Budget, notes: list[str]) -> list[Found]:
+def _pasted_logs(bodies: list[Message], budget: Budget, notes: list[str]) -> list[Found]:
     """Text bodies the benchmark parser recognises (users paste logs into the mail)."""
     found = []
     for part in bodies:
@@ -360,207 +335,3 @@ def unflow(text: str, delsp: bool = False) -> str:
     if pending:
         out.append(pending)
     return "\n".join(out)
-
-
-# -- archives ---------------------------------------------------------------------------
-class _Budget:
-    """Limits shared by every part of one message."""
-
-    def __init__(self, limits: Limits) -> None:
-        self.limits = limits
-        self.unpacked = 0
-        self.members = 0
-
-    def check_size(self, size: int, label: str) -> None:
-        if size > self.limits.max_attachment_bytes:
-            raise ItemRejected(
-                f"{label} is over max_attachment_bytes ({self.limits.max_attachment_bytes} bytes)"
-            )
-
-    def take(self, size: int, label: str) -> None:
-        self.check_size(size, label)
-        self.unpacked += size
-        if self.unpacked > self.limits.max_unpacked_bytes:
-            raise ItemRejected(
-                f"decompression bomb: {label} takes the message over"
-                f" {self.limits.max_unpacked_bytes} unpacked bytes"
-            )
-
-    def member(self, label: str) -> None:
-        self.members += 1
-        if self.members > self.limits.max_archive_members:
-            raise ItemRejected(
-                f"{label} has more than {self.limits.max_archive_members} members"
-                " (max_archive_members)"
-            )
-
-
-def _unpack(name: str, data: bytes, meta: dict, budget: _Budget, depth: int) -> Iterator[Found]:
-    """File `data` as is, or the files inside it when it is gzip, bzip2, xz, zip or tar."""
-    kind = _archive_kind(data)
-    if kind is None:
-        yield Found(name, data, meta)
-        return
-    if depth >= budget.limits.max_depth:
-        raise ItemRejected(f"archive {name!r} nested more than {budget.limits.max_depth} deep")
-    if kind in _STREAMS:
-        inner = _stream_name(name)
-        plain = _inflate(kind, data, budget.limits.max_attachment_bytes, name)
-        budget.take(len(plain), f"{kind} {name!r}")
-        inner_meta = {**meta, "archive": meta.get("archive", name)}
-        yield from _unpack(inner, plain, inner_meta, budget, depth + 1)
-        return
-    members = _zip_members if kind == "zip" else _tar_members
-    for member, body in members(name, data, budget):
-        inner_meta = {**meta, "archive": meta.get("archive", name), "member": member}
-        yield from _unpack(safe_name(member), body, inner_meta, budget, depth + 1)
-
-
-def _archive_kind(data: bytes) -> str | None:
-    """Recognise an archive by its magic bytes, never by the name a sender chose."""
-    if data[:2] == b"\x1f\x8b":
-        return "gzip"
-    if data[:3] == b"BZh" and data[4:10] == b"1AY&SY":
-        return "bzip2"
-    if data[:6] == b"\xfd7zXZ\x00":
-        return "xz"
-    if data[:4] in (b"PK\x03\x04", b"PK\x05\x06"):
-        return "zip"
-    if data[257:262] == b"ustar":
-        return "tar"
-    return None
-
-
-def _stream_name(name: str) -> str:
-    lower = name.lower()
-    for suffix, replacement in _SUFFIXES.items():
-        if lower.endswith(suffix) and len(name) > len(suffix):
-            return name[: -len(suffix)] + replacement
-    return name
-
-
-def _inflate(kind: str, data: bytes, limit: int, name: str) -> bytes:
-    """Decompress every stream of a gzip/bzip2/xz file, refusing more than `limit` bytes."""
-    out = bytearray()
-    rest = data
-    while rest:
-        dec = _STREAMS[kind]()
-        try:
-            rest = _one_stream(dec, rest, out, limit)
-        except (zlib.error, OSError, lzma.LZMAError, EOFError, ValueError) as e:
-            raise ItemRejected(f"broken {kind} data in {name!r}: {e}") from None
-        if len(out) > limit:
-            raise ItemRejected(
-                f"decompression bomb: {name!r} unpacks to more than {limit} bytes"
-                " (max_attachment_bytes)"
-            )
-        if not dec.eof:
-            raise ItemRejected(f"broken {kind} data in {name!r}: truncated")
-        if not rest.strip(b"\0"):
-            break  # trailing zero padding (tape blocks) is not another stream
-    return bytes(out)
-
-
-def _one_stream(dec: Any, data: bytes, out: bytearray, limit: int) -> bytes:
-    """Feed one stream to `dec` with output capped at limit+1; return the data after it."""
-    if isinstance(dec, _ZlibStream):
-        return dec.run(data, out, limit)
-    out += dec.decompress(data, limit + 1 - len(out))
-    while not dec.eof and len(out) <= limit and not dec.needs_input:
-        out += dec.decompress(b"", limit + 1 - len(out))
-    return dec.unused_data if dec.eof else b""
-
-
-class _ZlibStream:
-    """gzip member (RFC 1952) with zlib's max_length/unconsumed_tail interface."""
-
-    def __init__(self) -> None:
-        self._d = zlib.decompressobj(16 + zlib.MAX_WBITS)
-
-    @property
-    def eof(self) -> bool:
-        return self._d.eof
-
-    def run(self, data: bytes, out: bytearray, limit: int) -> bytes:
-        out += self._d.decompress(data, limit + 1 - len(out))
-        while not self._d.eof and len(out) <= limit:
-            tail = self._d.unconsumed_tail
-            if not tail:
-                out += self._d.flush()
-                break
-            out += self._d.decompress(tail, limit + 1 - len(out))
-        return self._d.unused_data if self._d.eof else b""
-
-
-_STREAMS: dict[str, Callable[[], Any]] = {
-    "gzip": _ZlibStream,
-    "bzip2": bz2.BZ2Decompressor,
-    "xz": lzma.LZMADecompressor,
-}
-
-
-def member_problem(name: str) -> str | None:
-    """Why an archive member's path is hostile (absolute, `..`, drive letter), or None."""
-    path = name.replace("\\", "/")
-    if path.startswith("/") or re.match(r"^[A-Za-z]:", path):
-        return "absolute path"
-    if any(p == ".." for p in path.split("/")):
-        return "path outside the archive (..)"
-    if _CONTROL.search(path):
-        return "control characters"
-    return None
-
-
-def _zip_members(name: str, data: bytes, budget: _Budget) -> Iterator[tuple[str, bytes]]:
-    """Regular files of a zip (APPNOTE 6.3): every name and size checked before reading."""
-    try:
-        with zipfile.ZipFile(io.BytesIO(data)) as zf:
-            infos = zf.infolist()
-            if len(infos) > budget.limits.max_archive_members:
-                raise ItemRejected(
-                    f"zip {name!r} has {len(infos)} members, over max_archive_members"
-                    f" ({budget.limits.max_archive_members})"
-                )
-            for info in infos:
-                problem = member_problem(info.filename)
-                if problem:
-                    shown = _printable_text(info.filename)
-                    raise ItemRejected(f"zip {name!r} member {shown!r}: {problem}")
-            for info in infos:
-                if info.is_dir() or stat.S_ISLNK(info.external_attr >> 16):
-                    continue
-                if info.flag_bits & 0x1:
-                    raise ItemRejected(f"zip {name!r} member {info.filename!r} is encrypted")
-                budget.member(f"zip {name!r}")
-                label = f"zip {name!r} member {info.filename!r}"
-                budget.take(info.file_size, label)
-                with zf.open(info) as f:
-                    body = f.read(budget.limits.max_attachment_bytes + 1)
-                if len(body) != info.file_size:
-                    raise ItemRejected(f"{label}: size does not match the zip directory")
-                yield info.filename, body
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, EOFError) as e:
-        raise ItemRejected(f"broken zip {name!r}: {e}") from None
-    except (OSError, zlib.error, lzma.LZMAError, ValueError) as e:
-        raise ItemRejected(f"broken zip {name!r}: {e}") from None
-
-
-def _tar_members(name: str, data: bytes, budget: _Budget) -> Iterator[tuple[str, bytes]]:
-    """Regular files of an uncompressed tar (POSIX ustar/pax); links and devices ignored."""
-    try:
-        with tarfile.open(fileobj=io.BytesIO(data), mode="r:") as tf:
-            for info in tf:
-                budget.member(f"tar {name!r}")
-                problem = member_problem(info.name)
-                if problem:
-                    shown = _printable_text(info.name)
-                    raise ItemRejected(f"tar {name!r} member {shown!r}: {problem}")
-                if not info.isreg():
-                    continue
-                budget.take(info.size, f"tar {name!r} member {info.name!r}")
-                f = tf.extractfile(info)
-                if f is None:
-                    continue
-                yield info.name, f.read(info.size)
-    except tarfile.TarError as e:
-        raise ItemRejected(f"broken tar {name!r}: {e}") from None
