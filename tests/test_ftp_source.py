@@ -80,10 +80,10 @@ def test_a_dropped_control_connection_is_reopened_once(ftp_server, folder) -> No
     local, name = folder
     (local / "a.log").write_bytes(sample_log(1))
     with source_on(ftp_server, name) as src:
-        src._ftp.sock.shutdown(socket.SHUT_RDWR)  # as if the server hung up
+        src._conn.ftp.sock.shutdown(socket.SHUT_RDWR)  # as if the server hung up
         [item] = src.list()
         assert hashlib.md5(fetch(src, item)).digest() == hashlib.md5(sample_log(1)).digest()
-        src._ftp.sock.shutdown(socket.SHUT_RDWR)
+        src._conn.ftp.sock.shutdown(socket.SHUT_RDWR)
         with pytest.raises(SourceUnreachable, match="connection lost during download"):
             fetch(src, item)
 

@@ -1,36 +1,21 @@
 """A drop folder on a remote FTP or FTPS server, pulled with stdlib ftplib.
 
-RFC 959 (FTP), RFC 4217 (explicit TLS: AUTH TLS, PBSZ 0, PROT P), RFC 3659 (MLSD/MLST
-facts, MDTM, SIZE). One control connection per run is reused for the listing, every
-download and every acknowledgement; when it drops, it is reopened once, and a second drop
-(or a server that does not answer) stops the run with SourceUnreachable (exit 3).
-
-Settle clock: FTP has no "what time is it" command, so `clock()` measures the server's
-clock once per run by storing an empty probe file (`.benchsync-clock`) in the queue
-folder, reading its time back the way items are read (MDTM for MLSD servers, LIST for
-the others, so the server's zone and precision cancel out), and deleting it. The result
-errs towards "younger" by the listing's precision. When the probe cannot be written
-(read-only account) or `clock_probe = false`, nothing settles by age: files settle only
-once their size and modify time are unchanged between two polls.
+RFC 959 (FTP), RFC 3659 (MLSD/MLST facts, SIZE). This module lists, downloads and
+acknowledges; the control connection (URL, credentials, TLS, login, reconnecting once)
+and the server-clock probe used for settle times live in `ftpconn`.
 """
 
 from __future__ import annotations
 
 import ftplib
-import io
 import logging
-import netrc
 import posixpath
-import socket
 import ssl
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from typing import Any, TypeVar
-from urllib.parse import unquote, urlsplit
+from collections.abc import Iterator
 
 from ..config import Section
-from ..errors import ConfigError, ItemError, ItemRejected, SourceUnreachable
+from ..errors import ConfigError, ItemError, ItemRejected
 from .base import (
     AfterIngest,
     Item,
@@ -41,6 +26,18 @@ from .base import (
     printable,
     submitter_from_key,
 )
+from .ftpconn import (
+    CHUNK,
+    DROPPED,
+    PROBE,
+    Endpoint,
+    FtpConnection,
+    credentials,
+    probe_clock,
+    quietly,
+    read_data,
+    said,
+)
 from .ftplist import (
     DIR,
     FILE,
@@ -50,17 +47,10 @@ from .ftplist import (
     Entry,
     parse_list_line,
     parse_mlsd_line,
-    parse_time_val,
     split_lines,
 )
 
 log = logging.getLogger("benchsync")
-
-CHUNK = 256 * 1024
-PROBE = ".benchsync-clock"
-MLSD_FACTS = ("type", "size", "modify", "unique")  # RFC 3659 §7.5
-_DROPPED = (OSError, EOFError, ftplib.error_reply, ftplib.error_proto)
-T = TypeVar("T")
 
 
 class _WriterFailed(Exception):
@@ -69,44 +59,6 @@ class _WriterFailed(Exception):
     def __init__(self, error: BaseException) -> None:
         super().__init__(str(error))
         self.error = error
-
-
-@dataclass(frozen=True)
-class Endpoint:
-    """Where the drop folder is: `ftp[s]://user@host[:port]/path` (RFC 1738 §3.2)."""
-
-    scheme: str
-    host: str
-    port: int | None
-    user: str
-    path: str  # relative to the login folder unless it starts with "/" (`ftp://h//abs`)
-
-    @property
-    def tls(self) -> bool:
-        return self.scheme == "ftps"
-
-    @property
-    def url(self) -> str:
-        """The source's name in receipts and logs: never a password."""
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        port = f":{self.port}" if self.port else ""
-        return f"{self.scheme}://{self.user}@{host}{port}/{self.path}"
-
-    @classmethod
-    def parse(cls, spec: str, default_user: str | None) -> Endpoint:
-        """Read the URL; a password inside it is refused (it would end up in logs)."""
-        parts = urlsplit(spec)
-        try:
-            port = parts.port
-        except ValueError:
-            raise ConfigError(f"[ftp] source = {spec!r}: the port is not a number") from None
-        if parts.password is not None:
-            raise ConfigError("[ftp] source: remove the password from the URL; use password_file")
-        if not parts.hostname:
-            raise ConfigError(f"[ftp] source = {spec!r}: no host name")
-        user = unquote(parts.username) if parts.username else (default_user or "")
-        path = unquote(parts.path[1:] if parts.path.startswith("/") else parts.path)
-        return cls(parts.scheme.lower(), parts.hostname, port, user, path.rstrip("/") or "")
 
 
 class FtpSource(Source):
@@ -131,18 +83,20 @@ class FtpSource(Source):
     ) -> None:
         self.endpoint = endpoint
         self.url = endpoint.url
-        self._password = password
         self.settle_seconds = settle_seconds
         self.after_ingest = after_ingest
         self.recursive = recursive
         self.submitter_from_path = submitter_from_path
-        self.tls_ca, self.tls_verify = tls_ca, tls_verify
-        self.timeout, self.passive, self.clock_probe = timeout, passive, clock_probe
-        self._ftp: ftplib.FTP | None = None
-        self._root = "/"  # absolute path of the queue folder, from PWD
-        self._mlsd = True
-        self._mlst = False
-        self._reconnected = False
+        self.clock_probe = clock_probe
+        self._conn = FtpConnection(
+            endpoint,
+            password,
+            self._prepare,
+            tls_ca=tls_ca,
+            tls_verify=tls_verify,
+            timeout=timeout,
+            passive=passive,
+        )
         self._said_list = False
         self._offset: float | None = None
         self._made: set[str] = set()
@@ -159,7 +113,7 @@ class FtpSource(Source):
     ) -> FtpSource:
         """Build from `[ftp]`: source URL, user, password_file or ~/.netrc, tls_ca, timeout."""
         ep = Endpoint.parse(spec, section.get("user"))
-        login, password = _credentials(section, ep)
+        login, password = credentials(ep, section.get_secret("password_file"))
         ep = Endpoint(ep.scheme, ep.host, ep.port, login, ep.path)
         ca = section.get_path("tls_ca")
         if ca is not None and not ep.tls:
@@ -182,167 +136,41 @@ class FtpSource(Source):
 
     # -- connection ----------------------------------------------------------------------
     def open(self) -> None:
-        if self.endpoint.tls and not self.tls_verify:
-            log.warning("TLS certificate of %s is NOT verified (tls_verify = false)", self.url)
-        self._connect()
+        """Connect and log in now, so a bad host or password stops the run up front."""
+        self._conn.open()
 
-    def _connect(self) -> ftplib.FTP:
-        """Connect, log in, protect the data channel, change into the queue folder."""
-        ep, stage = self.endpoint, "connect"
-        ftp = ftplib.FTP_TLS(context=self._tls_context()) if ep.tls else ftplib.FTP()
-        try:
-            ftp.connect(ep.host, ep.port or 21, timeout=self.timeout)
-            if isinstance(ftp, ftplib.FTP_TLS):
-                stage = "tls"
-                ftp.auth()
-            stage = "login"
-            ftp.login(ep.user, self._password)
-            if isinstance(ftp, ftplib.FTP_TLS):
-                ftp.prot_p()
-            ftp.set_pasv(self.passive)
-            ftp.voidcmd("TYPE I")  # image type for every transfer (RFC 959 §3.1.1.3)
-            stage = "folder"
-            if ep.path:
-                ftp.cwd(ep.path)
-            self._root = ftp.pwd()
-            self._features(ftp)
-            if self.after_ingest.action == "move":
-                self._make_folder(ftp, self._move_folder())
-        except (*_DROPPED, ftplib.Error, ValueError) as e:
-            _close(ftp)
-            raise SourceUnreachable(self._connect_error(stage, e)) from None
-        self._ftp = ftp
-        return ftp
-
-    def _tls_context(self) -> ssl.SSLContext:
-        ctx = ssl.create_default_context(cafile=self.tls_ca)
-        if not self.tls_verify:
-            ctx.check_hostname = False
-            ctx.verify_mode = ssl.CERT_NONE
-        return ctx
-
-    def _connect_error(self, stage: str, e: BaseException) -> str:
-        where = f"{self.url}"
-        if stage == "login" and isinstance(e, ftplib.error_perm):
-            return (
-                f"{where}: login refused for {self.endpoint.user}: {_said(e)} (check password_file)"
-            )
-        if stage == "folder" and isinstance(e, ftplib.error_perm):
-            return f"{where}: cannot open the remote folder: {_said(e)}"
-        if isinstance(e, ssl.SSLCertVerificationError):
-            return f"{where}: TLS certificate not trusted: {e.verify_message} (set [ftp] tls_ca)"
-        if stage == "tls" and isinstance(e, ftplib.Error):
-            return f"{where}: server refused explicit TLS (AUTH TLS): {_said(e)}"
-        return f"{where}: cannot connect: {self._describe(e)}"
-
-    def _describe(self, e: BaseException) -> str:
-        if isinstance(e, ConnectionRefusedError):
-            return "connection refused"
-        if isinstance(e, TimeoutError | socket.timeout):
-            return f"no answer within {self.timeout:g} s"
-        if isinstance(e, socket.gaierror):
-            return f"host name not found ({e.strerror})"
-        if isinstance(e, EOFError):
-            return "the server closed the connection"
-        if isinstance(e, ftplib.Error):
-            return f"server said {_said(e)}"
-        if isinstance(e, OSError):
-            return e.strerror or str(e) or type(e).__name__
-        return str(e) or type(e).__name__
-
-    def _features(self, ftp: ftplib.FTP) -> None:
-        """FEAT (RFC 2389): list with MLSD only when the server offers MLST (RFC 3659 §7.8)."""
-        try:
-            feat = ftp.sendcmd("FEAT")
-        except ftplib.error_perm:
-            feat = ""
-        names = {line.strip().split(" ")[0].upper() for line in feat.splitlines()[1:-1]}
-        self._mlst = self._mlsd = "MLST" in names
-        if self._mlsd:
-            _quietly(ftp.sendcmd, "OPTS MLST " + "".join(f + ";" for f in MLSD_FACTS))
-
-    def _client(self) -> ftplib.FTP:
-        return self._ftp if self._ftp is not None else self._connect()
-
-    def _call(self, what: str, op: Callable[[ftplib.FTP], T]) -> T:
-        """Run `op` on the connection; on a drop, reconnect once per run and try again."""
-        try:
-            return op(self._client())
-        except _DROPPED as e:
-            self._drop()
-            lost = f"{self.url}: connection lost during {what} ({self._describe(e)})"
-            if self._reconnected:
-                raise SourceUnreachable(lost) from None
-        self._reconnected = True
-        log.info("%s: reconnecting once", lost)
-        try:
-            self._connect()
-        except SourceUnreachable as e:
-            why = str(e).removeprefix(f"{self.url}: ")
-            raise SourceUnreachable(f"{lost}; reconnecting failed: {why}") from None
-        try:
-            return op(self._client())
-        except _DROPPED as e:
-            self._drop()
-            raise SourceUnreachable(
-                f"{self.url}: connection lost again during {what} ({self._describe(e)})"
-            ) from None
-
-    def _drop(self) -> None:
-        if self._ftp is not None:
-            self._ftp.close()
-            self._ftp = None
+    def _prepare(self, ftp: ftplib.FTP) -> None:
+        """Run on every (re)connect, inside the connection's error handling."""
+        if self.after_ingest.action == "move":
+            self._make_folder(ftp, self._move_folder())
 
     def close(self) -> None:
-        ftp, self._ftp = self._ftp, None
-        if ftp is not None:
-            try:
-                ftp.quit()
-            except (*_DROPPED, ftplib.Error):
-                pass
-            _close(ftp)
+        """QUIT the control connection, if one is open."""
+        self._conn.close()
 
     # -- clock -----------------------------------------------------------------------------
     def clock(self) -> float:
-        """The server's idea of now, measured once per run (see the module docstring)."""
+        """The server's idea of now, measured once per run (see `ftpconn`'s docstring)."""
         if self.settle_seconds <= 0:
             return time.time()
         if self._offset is None:
-            self._offset = self._call("clock probe", self._probe_clock)
+            self._offset = self._conn.call("clock probe", self._probe_clock)
         return time.time() + self._offset
 
     def _probe_clock(self, ftp: ftplib.FTP) -> float:
         if not self.clock_probe:
             return float("-inf")
-        try:
-            ftp.storbinary(f"STOR {PROBE}", io.BytesIO(b""))
-            stored = time.time()
-            if self._mlsd:
-                server, slack = parse_time_val(ftp.sendcmd(f"MDTM {PROBE}")[4:]), 1.0
-            else:
-                [line] = split_lines(self._transfer(ftp, f"LIST {PROBE}"))
-                server, slack = parse_list_line(line, stored).mtime, 60.0
-            _quietly(ftp.delete, PROBE)
-        except (ftplib.Error, ValueError) as e:
-            log.info("server clock unknown (%s): files settle after two unchanged polls", _said(e))
-            return float("-inf")
-        if server is None:
-            log.info("server clock unknown (unreadable probe time): files settle after two polls")
-            return float("-inf")
-        offset = server - stored - slack
-        if abs(offset + slack) > 5:
-            log.info("server clock is %+.0f s from ours (measured with %s)", offset + slack, PROBE)
-        return offset
+        return probe_clock(ftp, self._conn.mlsd)
 
     # -- listing ---------------------------------------------------------------------------
     def list(self) -> Iterator[Item]:
         """One listing per folder, read whole before any item is handed out."""
-        if not self._mlsd and not self._said_list:
+        if not self._conn.mlsd and not self._said_list:
             self._said_list = True
             log.info(
                 "%s has no MLSD (RFC 3659): listing with LIST (minute-precision times)", self.url
             )
-        return iter(self._call("listing", lambda ftp: list(self._walk(ftp, b""))))
+        return iter(self._conn.call("listing", lambda ftp: list(self._walk(ftp, b""))))
 
     def _walk(self, ftp: ftplib.FTP, prefix: bytes) -> Iterator[Item]:
         for entry in self._listdir(ftp, prefix, time.time()):
@@ -357,24 +185,13 @@ class FtpSource(Source):
             yield self._item(rel, entry)
 
     def _listdir(self, ftp: ftplib.FTP, prefix: bytes, now: float) -> list[Entry]:
-        cmd = "MLSD" if self._mlsd else "LIST"
+        cmd = "MLSD" if self._conn.mlsd else "LIST"
         if prefix:
             cmd += " " + prefix.rstrip(b"/").decode()
-        lines = split_lines(self._transfer(ftp, cmd))
-        if self._mlsd:
+        lines = split_lines(read_data(ftp, cmd))
+        if self._conn.mlsd:
             return [parse_mlsd_line(line) for line in lines]
         return [parse_list_line(line, now) for line in lines]
-
-    def _transfer(self, ftp: ftplib.FTP, cmd: str) -> bytes:
-        """A listing's raw bytes (a data connection, RFC 959 §3.2)."""
-        buf = bytearray()
-        with ftp.transfercmd(cmd) as conn:
-            while chunk := conn.recv(CHUNK):
-                buf += chunk
-            if isinstance(conn, ssl.SSLSocket):
-                conn.unwrap()
-        ftp.voidresp()
-        return bytes(buf)
 
     def _item(self, rel: bytes, entry: Entry) -> Item:
         key = printable(rel) if entry.kind != UNPARSED else "unparsed:" + printable(rel)[:200]
@@ -387,17 +204,18 @@ class FtpSource(Source):
             handle=rel.decode("utf-8", "replace"),
         )
         item.submitter = submitter_from_key(item.key, self.submitter_from_path)
-        item.meta = {"remote_path": posixpath.join(self._root, item.key)}
+        item.meta = {"remote_path": posixpath.join(self._conn.root, item.key)}
         return item
 
     def _move_folder(self) -> str:
         folder = self.after_ingest.folder or ""
-        return posixpath.normpath(posixpath.join(self._root, folder))
+        return posixpath.normpath(posixpath.join(self._conn.root, folder))
 
     def _is_move_folder(self, rel: bytes) -> bool:
         if self.after_ingest.action != "move":
             return False
-        return posixpath.join(self._root, rel.decode("utf-8", "replace")) == self._move_folder()
+        path = posixpath.join(self._conn.root, rel.decode("utf-8", "replace"))
+        return path == self._move_folder()
 
     # -- download --------------------------------------------------------------------------
     def fetch(self, item: Item) -> Iterator[Payload]:
@@ -414,9 +232,9 @@ class FtpSource(Source):
             try:
                 conn = ftp.transfercmd(f"RETR {path}")
             except ftplib.error_perm as e:
-                raise ItemRejected(f"server refused RETR: {_said(e)}") from None
+                raise ItemRejected(f"server refused RETR: {said(e)}") from None
             except ftplib.error_temp as e:
-                raise ItemError(f"server refused RETR for now: {_said(e)}") from None
+                raise ItemError(f"server refused RETR for now: {said(e)}") from None
             with conn:
                 while chunk := conn.recv(CHUNK):
                     got += len(chunk)
@@ -431,10 +249,10 @@ class FtpSource(Source):
             try:
                 ftp.voidresp()
             except (ftplib.error_temp, ftplib.error_perm) as e:
-                raise ItemError(f"transfer failed: {_said(e)}") from None
+                raise ItemError(f"transfer failed: {said(e)}") from None
 
         try:
-            self._call("download", op)
+            self._conn.call("download", op)
         except _WriterFailed as e:
             raise e.error from None
 
@@ -445,15 +263,15 @@ class FtpSource(Source):
             ftp.getresp()
         except (ftplib.error_temp, ftplib.error_perm):
             pass
-        except (*_DROPPED, ftplib.Error):
-            self._drop()
+        except (*DROPPED, ftplib.Error):
+            self._conn.drop()
 
     # -- acknowledgement -------------------------------------------------------------------
     def ack(self, item: Item) -> None:
         """DELE, or RNFR+RNTO into the move folder; only if the file is still what was filed."""
         if self.after_ingest.action == "keep":
             return
-        self._call("acknowledgement", lambda ftp: self._ack(ftp, item.handle, item))
+        self._conn.call("acknowledgement", lambda ftp: self._ack(ftp, item.handle, item))
 
     def _ack(self, ftp: ftplib.FTP, path: str, item: Item) -> None:
         try:
@@ -470,14 +288,14 @@ class FtpSource(Source):
             else:
                 self._move(ftp, path)
         except ftplib.error_perm as e:
-            raise ItemError(f"server refused: {_said(e)}") from None
+            raise ItemError(f"server refused: {said(e)}") from None
         except ftplib.error_temp as e:
-            raise ItemError(f"server refused for now: {_said(e)}") from None
+            raise ItemError(f"server refused for now: {said(e)}") from None
 
     def _stat(self, ftp: ftplib.FTP, path: str) -> tuple[int | None, float | None] | None:
         """(size, modify) now: MLST (RFC 3659 §7) or SIZE (§4); None when the file is gone."""
         try:
-            if self._mlst:
+            if self._conn.mlst:
                 reply = ftp.sendcmd(f"MLST {path}").splitlines()
                 entry = parse_mlsd_line(reply[1][1:].encode()) if len(reply) > 2 else None
                 return (entry.size, entry.mtime) if entry else (None, None)
@@ -502,7 +320,7 @@ class FtpSource(Source):
             return
         parts = folder.strip("/").split("/")
         for i in range(1, len(parts) + 1):
-            _quietly(ftp.mkd, "/" + "/".join(parts[:i]))
+            quietly(ftp.mkd, "/" + "/".join(parts[:i]))
         self._made.add(folder)
 
 
@@ -522,47 +340,3 @@ def _problem(entry: Entry) -> str | None:
     if entry.kind != FILE:
         return "not a regular file"
     return None
-
-
-def _credentials(section: Section, ep: Endpoint) -> tuple[str, str]:
-    """The user and password: password_file (0600), else ~/.netrc; anonymous needs none."""
-    password = section.get_secret("password_file")
-    entry = None
-    if password is None or not ep.user:
-        try:
-            entry = netrc.netrc().authenticators(ep.host)
-        except FileNotFoundError:
-            entry = None
-        except (netrc.NetrcParseError, OSError) as e:
-            raise ConfigError(f"cannot use ~/.netrc: {e}") from None
-    user = ep.user or (entry[0] if entry else "") or "anonymous"
-    if password is None and entry and entry[0] == user:
-        password = entry[2]
-    if password is None and user in ("anonymous", "ftp"):
-        password = "anonymous@"
-    if password is None:
-        raise ConfigError(
-            f"[ftp] no password for {user}@{ep.host}: set password_file (a 0600 file) "
-            "or add the host to ~/.netrc"
-        )
-    return user, password
-
-
-def _said(e: BaseException) -> str:
-    """The server's reply as one line, e.g. `530 Login incorrect.`."""
-    text = str(e).strip().splitlines()
-    return text[0] if text else type(e).__name__
-
-
-def _quietly(fn: Callable[[str], Any], arg: str) -> None:
-    try:
-        fn(arg)
-    except ftplib.error_perm:
-        pass
-
-
-def _close(ftp: ftplib.FTP) -> None:
-    try:
-        ftp.close()
-    except OSError:
-        pass
