@@ -162,7 +162,7 @@ def render(report: dict[str, Any]) -> str:
     t = report["totals"]
     by_channel = ", ".join(f"{k} {v}" for k, v in sorted(report["files_by_channel"].items()))
     lines.append(f"files: {t['files']} ({by_channel or 'none'}); receipts: {t['receipts']}")
-    parsed = report.get("files_by_parse_status") or {}
+    parsed = report["files_by_parse_status"]
     if parsed:
         lines.append("parsed: " + ", ".join(f"{k} {v}" for k, v in sorted(parsed.items())))
     open_d = report["open_discrepancies"]
