@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 
+import pytest
+
 from conftest import Workspace, sample_log
 
 
@@ -42,3 +44,30 @@ def test_ingest_of_a_missing_path_is_reported_not_raised(ws_sqlite: Workspace, t
     assert result.code == 1
     assert "unreadable: No such file or directory" in result.err
     assert "Traceback" not in result.err
+
+
+def test_ingest_shows_a_progress_bar_on_a_terminal(ws_sqlite: Workspace, tmp_path) -> None:
+    import shlex
+    import shutil
+    import subprocess
+    import sys
+
+    from conftest import BIN
+
+    if shutil.which("script") is None:
+        pytest.skip("script (util-linux) is needed to give the command a terminal")
+    (tmp_path / "a.log").write_bytes(sample_log(1))
+    command = shlex.join(
+        [sys.executable, str(BIN / "benchsync"), "ingest", str(tmp_path / "a.log"),
+         "--config", str(ws_sqlite.config)]
+    )  # fmt: skip
+    out = subprocess.run(
+        ["script", "-qec", command, "/dev/null"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "BENCHSYNC_NO_VENV": "1"},
+        timeout=60,
+    )
+    assert out.returncode == 0
+    assert "filing" in out.stdout and "100%" in out.stdout
+    assert ws_sqlite.count("files") == 1
