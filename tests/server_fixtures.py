@@ -9,17 +9,19 @@ PostgreSQL cluster with an existing server.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeVar
 
 import psycopg2
 import pytest
 
+from servers._proc import Stoppable
 from servers.servers import (
     FtpServer,
     ImapServer,
@@ -42,6 +44,7 @@ from servers.servers import (
 
 REQUIRE_ENV = "BENCHSYNC_REQUIRE_SERVERS"
 PG_ENV = "BENCHSYNC_TEST_PG"
+S = TypeVar("S", bound=Stoppable)
 
 
 def require_or_skip(exc: BaseException | str) -> NoReturn:
@@ -53,6 +56,23 @@ def require_or_skip(exc: BaseException | str) -> NoReturn:
     if os.environ.get(REQUIRE_ENV) == "1":
         pytest.fail(f"{reason} ({REQUIRE_ENV}=1)", pytrace=False)
     pytest.skip(reason)
+
+
+@contextlib.contextmanager
+def running(start: Callable[[], S], unavailable: tuple[type[Exception], ...] = ()) -> Iterator[S]:
+    """Start a server with ``start()``, give it to the block, stop it after, even on failure.
+
+    The one shape of every fixture here: a server that cannot start (``ServerUnavailable``, or
+    one of ``unavailable``) goes to :func:`require_or_skip`, so all decide alike.
+    """
+    try:
+        srv = start()
+    except (ServerUnavailable, *unavailable) as exc:
+        require_or_skip(exc)
+    try:
+        yield srv
+    finally:
+        srv.stop()
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
@@ -73,20 +93,21 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 # --------------------------------------------------------------------------- PostgreSQL
 
 
+def _start_pg() -> PgServer:
+    """The external server if ``BENCHSYNC_TEST_PG`` names one (checked now), else a cluster."""
+    url = os.environ.get(PG_ENV)
+    if not url:
+        return start_postgres()
+    srv = external_postgres(url)
+    srv.connect().close()  # fail early with a clear reason
+    return srv
+
+
 @pytest.fixture(scope="session")
 def pg_server() -> Iterator[PgServer]:
     """A PostgreSQL server: ``BENCHSYNC_TEST_PG`` if set, else a throwaway cluster (≈0.7 s)."""
-    url = os.environ.get(PG_ENV)
-    try:
-        srv = external_postgres(url) if url else start_postgres()
-        if url:
-            srv.connect().close()  # fail early with a clear reason
-    except (ServerUnavailable, psycopg2.Error) as exc:  # Error: external server unreachable
-        require_or_skip(exc)
-    try:
+    with running(_start_pg, (psycopg2.Error,)) as srv:  # Error: external server unreachable
         yield srv
-    finally:
-        srv.stop()
 
 
 def _db_name(nodeid: str) -> str:
@@ -116,27 +137,15 @@ def pg_url(pg_server: PgServer, request: pytest.FixtureRequest) -> Iterator[str]
 @pytest.fixture(scope="session")
 def imap_server() -> Iterator[ImapServer]:
     """Dovecot: IMAP+STARTTLS and IMAPS, user alice/secret, Maildir (≈0.3 s)."""
-    try:
-        srv = start_dovecot()
-    except ServerUnavailable as exc:
-        require_or_skip(exc)
-    try:
+    with running(start_dovecot) as srv:
         yield srv
-    finally:
-        srv.stop()
 
 
 @pytest.fixture(scope="session")
 def sftp_server() -> Iterator[SshServer]:
     """OpenSSH sshd (SFTP only), key auth, host key to pin (≈0.2 s)."""
-    try:
-        srv = start_sshd()
-    except ServerUnavailable as exc:
-        require_or_skip(exc)
-    try:
+    with running(start_sshd) as srv:
         yield srv
-    finally:
-        srv.stop()
 
 
 # --------------------------------------------------------------------------- FTP / SMTP
@@ -148,12 +157,12 @@ def tls_cert(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     return make_tls_cert(tmp_path_factory.mktemp("tls"))
 
 
-def _ftp(tmp_path_factory: pytest.TempPathFactory, tls: bool, cert: tuple[Path, Path]) -> FtpServer:
+def _ftp(
+    tmp_path_factory: pytest.TempPathFactory, tls: bool, cert: tuple[Path, Path]
+) -> Iterator[FtpServer]:
     home = tmp_path_factory.mktemp("ftps-home" if tls else "ftp-home")
-    try:
-        return start_ftp(home, tls=tls, cert=cert)
-    except ServerUnavailable as exc:
-        require_or_skip(exc)
+    with running(lambda: start_ftp(home, tls=tls, cert=cert)) as srv:
+        yield srv
 
 
 @pytest.fixture(scope="session", params=["ftp", "ftps"])
@@ -163,11 +172,7 @@ def ftp_server(
     tls_cert: tuple[Path, Path],
 ) -> Iterator[FtpServer]:
     """pyftpdlib, once plain and once FTPS: a test using it runs against both."""
-    srv = _ftp(tmp_path_factory, request.param == "ftps", tls_cert)
-    try:
-        yield srv
-    finally:
-        srv.stop()
+    yield from _ftp(tmp_path_factory, request.param == "ftps", tls_cert)
 
 
 @pytest.fixture(scope="session")
@@ -175,35 +180,19 @@ def ftps_server(
     tmp_path_factory: pytest.TempPathFactory, tls_cert: tuple[Path, Path]
 ) -> Iterator[FtpServer]:
     """pyftpdlib with explicit FTPS only (TLS required on control and data)."""
-    srv = _ftp(tmp_path_factory, True, tls_cert)
-    try:
-        yield srv
-    finally:
-        srv.stop()
+    yield from _ftp(tmp_path_factory, True, tls_cert)
 
 
 @pytest.fixture(scope="session")
 def vsftpd_server() -> Iterator[VsftpdServer]:
     """vsftpd (no MLSD), local account ftptest/secret; needs root and /usr/sbin/vsftpd."""
-    try:
-        srv = start_vsftpd()
-    except ServerUnavailable as exc:
-        require_or_skip(exc)
-    try:
+    with running(start_vsftpd) as srv:
         yield srv
-    finally:
-        srv.stop()
 
 
 def _smtp(mode: SmtpMode, cert: tuple[Path, Path] | None) -> Iterator[SmtpSink]:
-    try:
-        sink = start_smtp(mode, cert=cert)
-    except ServerUnavailable as exc:
-        require_or_skip(exc)
-    try:
+    with running(lambda: start_smtp(mode, cert=cert)) as sink:
         yield sink
-    finally:
-        sink.stop()
 
 
 @pytest.fixture(scope="session")

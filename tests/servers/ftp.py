@@ -16,11 +16,9 @@ from typing import Any
 
 from ._proc import (
     LOOPBACK,
-    Keeper,
     ServerUnavailable,
     as_root,
     free_port,
-    read_pid,
     register,
     require_binary,
     start_script,
@@ -28,6 +26,7 @@ from ._proc import (
     unregister,
     wait_for_port,
 )
+from .daemon import Daemon
 from .tls import client_ssl_context, make_tls_cert
 
 FTP_PERMS = "elradfmwMT"  # list, retrieve, store, rename, delete, mkdir, chmod, mtime
@@ -217,7 +216,7 @@ def start_ftp_subprocess(
 
 
 @dataclass(eq=False)
-class VsftpdServer:
+class VsftpdServer(Daemon):
     """vsftpd with a real local account; FTPS is optional (explicit AUTH TLS). No MLSD."""
 
     host: str
@@ -227,34 +226,14 @@ class VsftpdServer:
     home: Path
     cafile: Path
     dir: Path
-    _keeper: Keeper | None = field(default=None, repr=False)
-    _stopped: bool = field(default=False, repr=False)
-
-    @property
-    def pid(self) -> int | None:
-        """The listening vsftpd's pid, None when it is not running."""
-        return read_pid(self.dir / "vsftpd.pid")
+    pid_file = "vsftpd.pid"
+    log_file = "vsftpd.log"
 
     def client(self, tls: bool = False, timeout: float = 10) -> ftplib.FTP:
         """A logged-in ftplib client; ``tls`` uses ``FTP_TLS`` + ``prot_p()``."""
         return _ftp_client(
             self.host, self.port, self.user, self.password, tls, self.cafile, timeout
         )
-
-    def kill(self) -> None:
-        """SIGKILL vsftpd and its session processes."""
-        if self._keeper is not None:
-            self._keeper.kill_all()
-
-    def stop(self) -> None:
-        """Stop vsftpd and delete its directory (idempotent)."""
-        if self._stopped:
-            return
-        self._stopped = True
-        unregister(self)
-        if self._keeper is not None:
-            self._keeper.close()
-        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 def start_vsftpd() -> VsftpdServer:

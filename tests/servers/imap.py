@@ -3,31 +3,23 @@
 from __future__ import annotations
 
 import os
-import shutil
 import ssl
 import subprocess
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from email.message import Message
 from pathlib import Path
 
-from ._proc import (
-    Keeper,
-    read_pid,
-    register,
-    require_binary,
-    start_script,
-    tail,
-    unregister,
-)
+from ._proc import register, require_binary, start_script
+from .daemon import Daemon
 from .tls import client_ssl_context
 
 DOVECOT_LDA = "/usr/lib/dovecot/dovecot-lda"
 
 
 @dataclass(eq=False)
-class ImapServer:
+class ImapServer(Daemon):
     """Dovecot with IMAP (+STARTTLS) on ``port`` and IMAPS on ``ssl_port``, one Maildir user.
 
     Folders are Maildir++ with separator ``.``; CREATE, MOVE (RFC 6851) and UIDPLUS (RFC 4315)
@@ -44,13 +36,8 @@ class ImapServer:
     conf: Path
     dir: Path
     separator: str = "."
-    _keeper: Keeper | None = field(default=None, repr=False)
-    _stopped: bool = field(default=False, repr=False)
-
-    @property
-    def pid(self) -> int | None:
-        """Dovecot master's pid, None when it is not running."""
-        return read_pid(self.dir / "run" / "master.pid")
+    pid_file = "run/master.pid"
+    log_file = "dovecot.log"
 
     def ssl_context(self) -> ssl.SSLContext:
         """Client context that verifies the server against ``cafile``."""
@@ -100,26 +87,6 @@ class ImapServer:
                 f"dovecot-lda exit {res.returncode}: {res.stderr.decode(errors='replace')}"
                 f"\n{self.log_tail()}"
             )
-
-    def log_tail(self, lines: int = 20) -> str:
-        """Last lines of Dovecot's log, for assertion messages."""
-        return tail(self.dir / "dovecot.log", lines)
-
-    def kill(self) -> None:
-        """SIGKILL Dovecot and all its processes: open IMAP sessions drop mid-command."""
-        if self._keeper is not None:
-            self._keeper.kill_all()
-
-    def stop(self) -> None:
-        """Shut Dovecot down and delete its directory (idempotent)."""
-        if self._stopped:
-            return
-        self._stopped = True
-        unregister(self)
-        if self._keeper is not None:
-            # SIGKILL, not a graceful stop: that takes 1-3 s and the directory is deleted anyway
-            self._keeper.close()
-        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 def start_dovecot() -> ImapServer:

@@ -2,35 +2,33 @@
 
 from __future__ import annotations
 
-import shutil
 import urllib.parse
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ._proc import (
     LOOPBACK,
-    Keeper,
     ServerUnavailable,
     as_root,
-    read_pid,
     register,
     start_script,
     tail,
-    unregister,
     wait_gone,
 )
+from .daemon import Daemon
 
 if TYPE_CHECKING:
     import psycopg2.extensions
 
 
 @dataclass(eq=False)
-class PgServer:
+class PgServer(Daemon):
     """A PostgreSQL server: a throwaway cluster (``dir`` set) or an external one (``dir`` None).
 
     ``dsn(dbname)`` gives a libpq URL. ``kill_hard()``/``restart()`` simulate "database down"
-    and back on the same port; they need a cluster started here.
+    and back on the same port; they need a cluster started here. ``stop()`` shuts the cluster
+    down (fast mode) and deletes its directory; it is a no-op for an external server.
     """
 
     host: str
@@ -40,18 +38,13 @@ class PgServer:
     password: str | None = None
     maintenance_db: str = "postgres"
     bin_dir: Path | None = None
-    _keeper: Keeper | None = field(default=None, repr=False)
-    _stopped: bool = field(default=False, repr=False)
+    pid_file = "data/postmaster.pid"
+    log_file = "postgres.log"
 
     @property
     def external(self) -> bool:
         """True for a server given by BENCHSYNC_TEST_PG: never stopped or killed here."""
         return self.dir is None
-
-    @property
-    def pid(self) -> int | None:
-        """The postmaster's pid, None when it is not running (or the server is external)."""
-        return None if self.dir is None else read_pid(self.dir / "data" / "postmaster.pid")
 
     def dsn(self, dbname: str | None = None) -> str:
         """libpq URL for ``dbname`` (default: the maintenance database)."""
@@ -104,8 +97,7 @@ class PgServer:
     def kill_hard(self) -> None:
         """SIGKILL the postmaster and every backend: clients see the database vanish mid-query."""
         d = self._local("kill_hard()")
-        assert self._keeper is not None
-        self._keeper.kill_all()
+        super().kill()
         # as after a host crash: stale lock files (postgres would also cope, given time)
         (d / "data" / "postmaster.pid").unlink(missing_ok=True)
         (d / f".s.PGSQL.{self.port}.lock").unlink(missing_ok=True)
@@ -121,22 +113,16 @@ class PgServer:
                 f"postgres restart failed:\n{res.stdout}{res.stderr}\n{tail(d / 'postgres.log')}"
             )
 
-    def log_tail(self, lines: int = 20) -> str:
-        """Last lines of the server log, for assertion messages."""
-        return "" if self.dir is None else tail(self.dir / "postgres.log", lines)
+    def kill(self) -> None:
+        """The same as :meth:`kill_hard`: a bare SIGKILL would leave stale lock files."""
+        self.kill_hard()
 
-    def stop(self) -> None:
-        """Shut the cluster down (fast mode) and delete its directory; no-op for external."""
-        if self._stopped or self.dir is None or self._keeper is None:
-            return
-        self._stopped = True
-        unregister(self)
+    def _shutdown(self) -> None:
+        """Shut the cluster down (fast mode) before the keeper kills what is left."""
         pid = self.pid
         if pid is not None:
             self._pg_ctl("-m", "fast", "-w", "-t", "10", "stop")
             wait_gone(pid, 5)
-        self._keeper.close()
-        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 def start_postgres() -> PgServer:

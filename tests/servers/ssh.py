@@ -3,23 +3,24 @@
 from __future__ import annotations
 
 import os
-import shutil
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ._proc import Keeper, read_pid, register, require_binary, start_script, tail, unregister
+from ._proc import register, require_binary, start_script
+from .daemon import Daemon
 
 if TYPE_CHECKING:
     import paramiko
 
 
 @dataclass(eq=False)
-class SshServer:
+class SshServer(Daemon):
     """OpenSSH sshd offering only SFTP, key auth for ``user`` with ``client_key``.
 
     Pin the server with ``known_hosts_file`` (``[127.0.0.1]:PORT ssh-ed25519 ...``) or
-    ``host_key()``; SFTP sessions start in ``home``, so relative paths land there.
+    ``host_key()``; SFTP sessions start in ``home``, so relative paths land there. ``kill()``
+    breaks transfers mid-stream; ``stop()`` keeps a caller-given ``home``.
     """
 
     host: str
@@ -30,13 +31,8 @@ class SshServer:
     known_hosts_file: Path
     home: Path
     dir: Path
-    _keeper: Keeper | None = field(default=None, repr=False)
-    _stopped: bool = field(default=False, repr=False)
-
-    @property
-    def pid(self) -> int | None:
-        """The listening sshd's pid, None when it is not running."""
-        return read_pid(self.dir / "sshd.pid")
+    pid_file = "sshd.pid"
+    log_file = "sshd.log"
 
     def host_key(self) -> paramiko.PKey:
         """The server's public host key as a paramiko key, for pinning."""
@@ -46,25 +42,6 @@ class SshServer:
 
         ktype, b64 = self.host_pub.read_text().split()[:2]
         return paramiko.PKey.from_type_string(ktype, base64.b64decode(b64))
-
-    def log_tail(self, lines: int = 20) -> str:
-        """Last lines of sshd's log, for assertion messages."""
-        return tail(self.dir / "sshd.log", lines)
-
-    def kill(self) -> None:
-        """SIGKILL the listener and every session process: transfers break mid-stream."""
-        if self._keeper is not None:
-            self._keeper.kill_all()
-
-    def stop(self) -> None:
-        """Stop sshd and its sessions, delete its directory (a caller-given ``home`` is kept)."""
-        if self._stopped:
-            return
-        self._stopped = True
-        unregister(self)
-        if self._keeper is not None:
-            self._keeper.close()  # sshd holds no state worth a graceful shutdown
-        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 def start_sshd(home: str | os.PathLike[str] | None = None, user: str | None = None) -> SshServer:
