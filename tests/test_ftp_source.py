@@ -4,6 +4,7 @@ connections; and its pure parts (listing lines, hostile names, URLs) on hand-wri
 from __future__ import annotations
 
 import calendar
+import ftplib
 import hashlib
 import socket
 import time
@@ -158,3 +159,24 @@ def test_source_url_never_holds_a_password_and_paths_follow_rfc_1738(tmp_path, m
         FtpSource.from_config(
             config.section("ftp"), "ftp://u@h/q", 0, AfterIngest("keep"), False, False
         )
+
+
+def test_a_dry_run_stores_no_clock_probe_on_the_server(ftp_server, folder, monkeypatch) -> None:
+    _, name = folder
+    stored: list[str] = []
+    real = ftplib.FTP.storbinary
+
+    def spy(self, cmd, *args, **kwargs):
+        stored.append(cmd)
+        return real(self, cmd, *args, **kwargs)
+
+    monkeypatch.setattr(ftplib.FTP, "storbinary", spy)
+    with source_on(ftp_server, name) as src:
+        src.settle_seconds = 60
+        src.dry_run = True
+        assert src.clock() == float("-inf")
+        assert stored == []
+    with source_on(ftp_server, name) as src:
+        src.settle_seconds = 60
+        assert abs(src.clock() - time.time()) < 120
+        assert stored and "benchsync-clock" in stored[0]

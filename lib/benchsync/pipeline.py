@@ -118,6 +118,7 @@ class Pipeline:
         """
         counts = Counts() if counts is None else counts
         source.state = SourceState(self.db, source.url)
+        source.dry_run = self.dry_run
         use_digest = items is None and not self.dry_run
         quick = source.fingerprint() if use_digest else None
         if quick is not None and source.state.get(LISTING_DIGEST) == quick[0]:

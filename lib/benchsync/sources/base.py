@@ -146,6 +146,7 @@ class Source(ABC):
     settle_seconds: float = 0.0
     after_ingest: AfterIngest = AfterIngest("keep")
     state: StateStore | None = None  # set by the pipeline before list()
+    dry_run: bool = False  # set by the pipeline: change nothing at the source, not even a probe
 
     def open(self) -> None:  # noqa: B027 - optional hook
         """Connect; raise SourceUnreachable when the source cannot be reached."""

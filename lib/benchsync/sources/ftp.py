@@ -158,7 +158,7 @@ class FtpSource(Source):
         return time.time() + self._offset
 
     def _probe_clock(self, ftp: ftplib.FTP) -> float:
-        if not self.clock_probe:
+        if not self.clock_probe or self.dry_run:  # nothing settles by age, only by two polls
             return float("-inf")
         return probe_clock(ftp, self._conn.mlsd)
 
