@@ -5,6 +5,8 @@ Cron calls `bin/ftp_sync` by absolute path without installing anything: this put
 `make test`), re-executes with that interpreter so the dependencies are found.
 """
 
+from __future__ import annotations
+
 import os
 import sys
 
