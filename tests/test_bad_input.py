@@ -145,3 +145,37 @@ def test_an_unreadable_file_fails_alone_and_is_filed_once_readable(ws_sqlite: Wo
     locked.chmod(0o644)
     assert ws.run("ftp-sync", prefix=drop).code == 0
     assert {r[0] for r in ws.rows("SELECT item FROM receipts")} == {"open.log", "locked.log"}
+
+
+def test_version_works_from_a_checkout_that_is_not_installed(ws_sqlite: Workspace) -> None:
+    import subprocess
+    import sys
+
+    from conftest import BIN
+
+    out = subprocess.run(
+        [sys.executable, str(BIN / "benchsync"), "--version"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "BENCHSYNC_NO_VENV": "1"},
+    )
+    assert out.returncode == 0 and out.stdout.startswith("benchsync ")
+
+
+def test_an_unexpected_error_is_one_line_without_traceback(
+    ws_sqlite: Workspace, monkeypatch, capsys
+) -> None:
+    import benchsync.status
+    from benchsync.cli import main
+
+    def broken(config):
+        raise RuntimeError("something nobody expected")
+
+    monkeypatch.setattr(benchsync.status, "collect", broken)
+    monkeypatch.delenv("BENCHSYNC_DEBUG", raising=False)
+    with pytest.raises(SystemExit) as stop:
+        main(["status", "--config", str(ws_sqlite.config)])
+    assert stop.value.code == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert "internal error: RuntimeError: something nobody expected" in err

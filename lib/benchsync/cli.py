@@ -9,12 +9,14 @@ from __future__ import annotations
 import functools
 import gc
 import json
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import click
 
+from . import __version__
 from .config import Config
 from .errors import EXIT_CONFIG, BenchsyncError
 from .pipeline import Counts
@@ -54,7 +56,7 @@ def common_options(fn: Callable) -> Callable:
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(package_name="benchsync", message="benchsync %(version)s")
+@click.version_option(__version__, message="benchsync %(version)s")
 def cli() -> None:
     """Collect BRL-CAD benchmark logs exactly once into a database and a gzip store.
 
@@ -283,4 +285,13 @@ def main(argv: list[str] | None = None) -> None:
     except BenchsyncError as e:
         click.echo(f"benchsync: error: {e}", err=True)
         code = e.exit_code
+    except Exception as e:  # a bug: one line for the user, the traceback on request
+        if os.environ.get("BENCHSYNC_DEBUG"):
+            raise
+        click.echo(
+            f"benchsync: internal error: {type(e).__name__}: {e}"
+            " (run again with BENCHSYNC_DEBUG=1 for the traceback)",
+            err=True,
+        )
+        code = 1
     sys.exit(code if isinstance(code, int) else 0)
