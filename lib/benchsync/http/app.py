@@ -12,12 +12,11 @@ is told `duplicate` and adds no second receipt; another submitter adds its own.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
@@ -26,30 +25,22 @@ from ..db import Database
 from ..db.bench import parsed_rows
 from ..db.connection import as_iso
 from ..db.filing import file_ids
-from ..errors import DatabaseUnreachable, ItemError, ItemRejected, UnreachableError
+from ..errors import DatabaseUnreachable, ItemError, UnreachableError
 from ..jobs import open_database
 from ..pipeline import Counts, Filed, Pipeline
 from ..runlog import q
-from ..sources.base import Item, Payload, Source, Writer, name_problem, printable
+from ..sources.base import Item, Writer
 from ..store import MD5_RE, Store
 from .auth import Tokens, Unauthorized
 from .multipart import MultipartError, MultipartReader, boundary_of, parse_options
+from .upload import BadRequest, HttpSource, TooLarge, client_name, limited, part_copier
 
 log = logging.getLogger("benchsync")
 
-CHUNK = 64 * 1024
 API = "/api/v1/logs"
 FILE_FIELD = "file"
 RETRY_AFTER = "2"  # seconds a client should wait after a 503
 JSON = [("Content-Type", "application/json"), ("Cache-Control", "no-store")]
-
-
-class TooLarge(ItemRejected):
-    """An upload over the size limit (answered with 413)."""
-
-
-class BadRequest(Exception):
-    """A request the API cannot take as it is (answered with 400)."""
 
 
 @dataclass
@@ -71,84 +62,6 @@ class Reply:
     md5: str | None = None
     submitter: str | None = None
     headers: list[tuple[str, str]] = field(default_factory=list)
-
-
-class HttpSource(Source):
-    """The request body as a source of one item: the payloads of one upload.
-
-    `fetch` hashes what it streams so it can key the item `<submitter>:<md5>` once the
-    content is known (the pipeline reads the key only when it commits).
-    """
-
-    channel = "http"
-    url = "http"
-
-    def __init__(self, payloads: Iterable[tuple[str | None, Callable[[Writer], None]]]) -> None:
-        self._payloads = payloads
-
-    def list(self) -> list[Item]:
-        return []
-
-    def fetch(self, item: Item) -> Iterator[Payload]:
-        for name, stream in self._payloads:
-
-            def write_to(writer: Writer, stream: Callable[[Writer], None] = stream) -> None:
-                tee = _HashingWriter(writer)
-                stream(tee)
-                item.key = f"{item.submitter or 'anonymous'}:{tee.md5.hexdigest()}"
-                item.size = tee.size
-
-            yield Payload(name, write_to)  # type: ignore[arg-type]  # None: no name given
-
-
-class _HashingWriter:
-    """Passes chunks on to the store while hashing them for the item key."""
-
-    def __init__(self, writer: Writer) -> None:
-        self._writer = writer
-        self.md5 = hashlib.md5()
-        self.size = 0
-
-    def write(self, chunk: bytes) -> int:
-        self.md5.update(chunk)
-        self.size += len(chunk)
-        return self._writer.write(chunk)
-
-
-def _limited(stream: BinaryIO, length: int | None, limit: int) -> Callable[[Writer], None]:
-    """Copy up to `length` bytes of `stream` to a writer, refusing more than `limit`."""
-
-    def copy(writer: Writer) -> None:
-        left = length
-        size = 0
-        while left is None or left > 0:
-            chunk = stream.read(CHUNK if left is None else min(CHUNK, left))
-            if not chunk:
-                break
-            size += len(chunk)
-            if size > limit:
-                raise TooLarge(f"too large: over {limit} bytes")
-            if left is not None:
-                left -= len(chunk)
-            writer.write(chunk)
-
-    return copy
-
-
-def _name(raw: str | None) -> str | None:
-    """A client-given file name as text; BadRequest for a hostile one (`../x`, control chars)."""
-    if raw is None or raw == "":
-        return None
-    try:
-        text = raw.encode("latin-1").decode("utf-8")  # header bytes arrive as latin-1 (PEP 3333)
-    except UnicodeEncodeError:
-        text = raw
-    except UnicodeDecodeError:
-        raise BadRequest("file name is not valid UTF-8") from None
-    problem = name_problem(text)
-    if problem:
-        raise BadRequest(f"file name {printable(text)!r}: {problem}")
-    return text
 
 
 class Receiver:
@@ -290,8 +203,8 @@ class Receiver:
             else:
                 if length == 0:
                     raise BadRequest("empty body: send the log as the request body")
-                name = _name(environ.get("HTTP_X_FILENAME"))
-                copy = _limited(stream, length, self._file_limit())
+                name = client_name(environ.get("HTTP_X_FILENAME"))
+                copy = limited(stream, length, self._file_limit())
                 filed = self._file([(name, copy)], submitter, meta)
                 reply = _filed_reply(filed, submitter)
         except TooLarge as e:
@@ -322,8 +235,8 @@ class Receiver:
             for part in reader.parts():
                 if part.name != FILE_FIELD:
                     continue
-                name = _name(part.filename)
-                copy = self._part_copier(part.write_to)
+                name = client_name(part.filename)
+                copy = part_copier(part.write_to, self._file_limit())
                 filed += self._file([(name, copy)], submitter, meta)
         except (BadRequest, ItemError, MultipartError) as e:
             if not filed:
@@ -336,24 +249,6 @@ class Receiver:
         if not filed:
             raise BadRequest(f"no `{FILE_FIELD}` field in the form: curl -F {FILE_FIELD}=@run.log")
         return _filed_reply(filed, submitter, multipart=True)
-
-    def _part_copier(self, write_to: Callable) -> Callable[[Writer], None]:
-        """Stream one part into a writer, refusing it once it passes the size limit."""
-        limit = self._file_limit()
-
-        def copy(writer: Writer) -> None:
-            size = 0
-
-            def sink(chunk: bytes) -> None:
-                nonlocal size
-                size += len(chunk)
-                if size > limit:
-                    raise TooLarge(f"too large: over {limit} bytes")
-                writer.write(chunk)
-
-            write_to(sink)
-
-        return copy
 
     def _file(
         self,
