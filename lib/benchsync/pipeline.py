@@ -206,6 +206,7 @@ class Pipeline:
             return
         fetched: list[Fetched] = []
         fatal: SourceUnreachable | None = None
+        source.prefetch(items)
         for item in items:
             try:
                 fetched.append(self._fetch(source, item))

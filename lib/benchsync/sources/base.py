@@ -170,6 +170,12 @@ class Source(ABC):
     def fetch(self, item: Item) -> Iterator[Payload]:
         """The item's payloads; each streams its bytes when `write_to` is called."""
 
+    def prefetch(self, items: list[Item]) -> None:  # noqa: B027 - optional hook
+        """The pipeline is about to fetch these items, in this order; a source may start
+        transfers early, bounded in memory. `fetch()` stays the one place errors surface:
+        an item never fetched must cost nothing but what `close()` or the next call
+        releases."""
+
     def ack(self, item: Item) -> None:  # noqa: B027 - keep is the default
         """Acknowledge a filed item as `after_ingest` says; called only after the commit."""
 

@@ -10,6 +10,13 @@ id), together with an FSTAT, and closed without waiting for the reply: two round
 per small file. paramiko's `SFTPFile.read()` in small chunks waits for each reply and is
 ~15x slower; its `getfo` adds a STAT and a thread per file.
 
+Those two round trips are overlapped across files: `prefetch()` sends the OPENs of the
+next small files (up to AHEAD_ITEMS, AHEAD_BYTES) at once, and each HANDLE reply, as
+it arrives, sends that file's FSTAT and READs. `fetch()` of such a file then only
+consumes replies already on their way, with the same checks as a direct read; a
+handle whose file is never fetched is closed when the next batch is planned or at
+`close()`.
+
 Names are kept as bytes (paramiko's `listdir_attr` decodes them as strict UTF-8 and
 would fail the whole listing on one bad name); hostile ones are rejected by the pipeline.
 
@@ -66,6 +73,10 @@ log = logging.getLogger("benchsync")
 
 CHUNK = 32 * 1024  # READ length every SFTP server must honour (paramiko's MAX_REQUEST_SIZE)
 WINDOW = 64  # READs in flight per file: 2 MiB, the SSH channel's receive window
+AHEAD_ITEMS = 32  # files opened and read ahead of fetch() at most…
+AHEAD_BYTES = 32 * 1024 * 1024  # …holding at most this much data…
+AHEAD_ITEM_BYTES = 1024 * 1024  # …each one no larger than this (one READ window)
+SEND_ERRORS = (OSError, EOFError, paramiko.SSHException)  # sending on a dead connection
 
 
 class SftpSource(Source):
@@ -93,6 +104,9 @@ class SftpSource(Source):
         self._client: paramiko.SSHClient | None = None
         self._sftp: paramiko.SFTPClient | None = None
         self._move_to = self._move_folder()
+        self._plan: dict[str, Item] = {}  # small items still to read ahead, in fetch order
+        self._ahead: dict[str, _Ahead] = {}  # read ahead, not fetched yet (by key)
+        self._closing: list[_Ahead] = []  # dropped, awaiting the handle they must close
 
     @classmethod
     def from_config(
@@ -143,6 +157,7 @@ class SftpSource(Source):
             self._makedirs(self._move_to)
 
     def close(self) -> None:
+        self._drop_ahead()
         if self._client is not None:
             self._client.close()
         self._client = self._sftp = None
@@ -188,12 +203,54 @@ class SftpSource(Source):
             yield item
 
     # -- transfer ---------------------------------------------------------------------
+    def prefetch(self, items: list[Item]) -> None:
+        """Start reading the small ones among `items` ahead (what is left of an earlier
+        plan is closed); errors are left for `fetch()` of the item to meet."""
+        self._drop_ahead()
+        self._plan = {i.key: i for i in items if i.size and i.size <= AHEAD_ITEM_BYTES}
+        self._top_up()
+
     def fetch(self, item: Item) -> Iterator[Payload]:
         yield Payload(item.name, lambda w: self._download(item, w), expected_size=item.size)
 
     def _download(self, item: Item, writer: Writer) -> None:
-        with self._guard("read failed", whole_source=False):
-            read_file(self._sftp, item, writer)
+        self._plan.pop(item.key, None)
+        ahead = self._ahead.pop(item.key, None)
+        try:
+            with self._guard("read failed", whole_source=False):
+                if ahead is None:
+                    read_file(self._sftp, item, writer)
+                else:
+                    ahead.copy_to(writer)
+        finally:
+            self._top_up()
+
+    def _top_up(self) -> None:
+        """Read ahead the next planned items, within AHEAD_ITEMS and AHEAD_BYTES."""
+        held = sum(a.item.size or 0 for a in self._ahead.values())
+        while self._plan and len(self._ahead) < AHEAD_ITEMS:
+            key, item = next(iter(self._plan.items()))
+            if held + (item.size or 0) > AHEAD_BYTES:
+                return
+            del self._plan[key]
+            try:
+                self._ahead[key] = _Ahead(self._sftp, item)
+            except SEND_ERRORS:  # the connection is gone: fetch() will say so, as without this
+                self._plan.clear()
+                return
+            held += item.size or 0
+
+    def _drop_ahead(self) -> None:
+        """Forget the plan; close the handles of files read ahead but never fetched."""
+        self._plan.clear()
+        dropped, self._ahead = [*self._closing, *self._ahead.values()], {}
+        for a in dropped:
+            try:
+                a.close()
+            except SEND_ERRORS:
+                pass  # the connection is gone, and with it the server's handles
+        # paramiko holds reply handlers weakly: keep those whose OPEN is unanswered alive
+        self._closing = [a for a in dropped if a.opened is None]
 
     # -- acknowledgement --------------------------------------------------------------
     def ack(self, item: Item) -> None:
@@ -297,15 +354,11 @@ def _rename(sftp: paramiko.SFTPClient, old: bytes, new: bytes) -> None:
         sftp.rename(old, new)
 
 
-# -- the two pipelined operations (paramiko's own request machinery) ---------------------
-class _Replies:
-    """Collects replies to requests sent with `_async_request` (paramiko's prefetch hook)."""
-
-    def __init__(self) -> None:
-        self.got: dict[int, tuple[int, paramiko.Message]] = {}
-
-    def _async_response(self, t: int, msg: paramiko.Message, num: int) -> None:
-        self.got[num] = (t, msg)
+# -- the pipelined operations (paramiko's own request machinery) -------------------------
+# A request sent with `sftp._async_request(obj, ...)` has its reply handed to
+# `obj._async_response(t, msg, num)` by whichever `_read_response()` call meets it
+# (paramiko's own prefetch hook). Replies arrive in any order and are matched by id.
+# paramiko keeps `obj` only by a weak reference: we must hold it until its replies came.
 
 
 def listdir_raw(
@@ -342,48 +395,112 @@ def read_file(sftp: paramiko.SFTPClient, item: Item, writer: Writer) -> None:
         raise paramiko.SFTPError("expected a HANDLE reply to OPEN")
     handle = msg.get_binary()
     try:
-        _read_handle(sftp, handle, item, writer)
+        _Reader(sftp, handle, item).copy_to(writer)
     finally:
         sftp._async_request(type(None), CMD_CLOSE, handle)  # reply not awaited
 
 
-def _read_handle(sftp: paramiko.SFTPClient, handle: bytes, item: Item, writer: Writer) -> None:
-    size = item.size or 0
-    replies = _Replies()
-    fstat = sftp._async_request(replies, CMD_FSTAT, handle)
-    pending: dict[int, tuple[int, int]] = {}  # request id -> (offset, length)
-    ready: dict[int, bytes] = {}  # offset -> data, until it is the next to write
-    sent = written = 0
-    checked = False
+class _Reader:
+    """An open file's FSTAT and READs in flight (WINDOW at a time); `copy_to` checks the
+    FSTAT and writes the data in order."""
 
-    def send(offset: int, length: int) -> None:
-        pending[sftp._async_request(replies, CMD_READ, handle, int64(offset), length)] = (
-            offset,
-            length,
-        )
+    def __init__(self, sftp: paramiko.SFTPClient, handle: bytes, item: Item) -> None:
+        self.sftp, self.handle, self.item = sftp, handle, item
+        self.size = item.size or 0
+        self.got: dict[int, tuple[int, paramiko.Message]] = {}  # replies not yet used
+        self.pending: dict[int, tuple[int, int]] = {}  # READ id -> (offset, length)
+        self.sent = 0
+        self.fstat = sftp._async_request(self, CMD_FSTAT, handle)
+        self._fill()
 
-    while written < size or not checked:
-        while len(pending) < WINDOW and sent < size:
-            n = min(CHUNK, size - sent)
-            send(sent, n)
-            sent += n
-        while not replies.got:
-            sftp._read_response()
-        for num, (t, msg) in list(replies.got.items()):
-            del replies.got[num]
-            if num == fstat:
-                _check_fstat(t, msg, item)
-                checked = True
-                continue
-            offset, length = pending.pop(num)
-            data = _data(t, msg, offset)
-            ready[offset] = data
-            if len(data) < length:  # a short read is legal (§6.4): ask for the rest
-                send(offset + len(data), length - len(data))
-        while written in ready:
-            data = ready.pop(written)
-            writer.write(data)
-            written += len(data)
+    def _async_response(self, t: int, msg: paramiko.Message, num: int) -> None:
+        self.got[num] = (t, msg)
+
+    def _send(self, offset: int, length: int) -> None:
+        num = self.sftp._async_request(self, CMD_READ, self.handle, int64(offset), length)
+        self.pending[num] = (offset, length)
+
+    def _fill(self) -> None:
+        while len(self.pending) < WINDOW and self.sent < self.size:
+            n = min(CHUNK, self.size - self.sent)
+            self._send(self.sent, n)
+            self.sent += n
+
+    def copy_to(self, writer: Writer) -> None:
+        ready: dict[int, bytes] = {}  # offset -> data, until it is the next to write
+        written = 0
+        checked = False
+        while written < self.size or not checked:
+            self._fill()
+            while not self.got:
+                self.sftp._read_response()
+            for num, (t, msg) in list(self.got.items()):
+                del self.got[num]
+                if num == self.fstat:
+                    _check_fstat(t, msg, self.item)
+                    checked = True
+                    continue
+                offset, length = self.pending.pop(num)
+                data = _data(t, msg, offset)
+                ready[offset] = data
+                if len(data) < length:  # a short read is legal (§6.4): ask for the rest
+                    self._send(offset + len(data), length - len(data))
+            while written in ready:
+                data = ready.pop(written)
+                writer.write(data)
+                written += len(data)
+
+
+class _Ahead:
+    """One small file read ahead: OPEN now; its FSTAT and READs the moment the HANDLE
+    reply arrives (in whichever `_read_response()` meets it, so never raising there)."""
+
+    def __init__(self, sftp: paramiko.SFTPClient, item: Item) -> None:
+        self.sftp, self.item = sftp, item
+        self.opened: tuple[int, paramiko.Message] | None = None  # the reply to OPEN
+        self.handle: bytes | None = None
+        self.reader: _Reader | None = None
+        self.error: Exception | None = None  # met while sending the FSTAT and READs
+        self.closed = False
+        sftp._async_request(self, CMD_OPEN, item.handle, SFTP_FLAG_READ, SFTPAttributes())
+
+    def _async_response(self, t: int, msg: paramiko.Message, num: int) -> None:
+        self.opened = (t, msg)
+        if t != CMD_HANDLE:
+            return
+        self.handle = msg.get_binary()
+        try:
+            if self.closed:  # dropped before its handle came: close it now
+                self.sftp._async_request(type(None), CMD_CLOSE, self.handle)
+            else:
+                self.reader = _Reader(self.sftp, self.handle, self.item)
+        except SEND_ERRORS as e:
+            self.error = e
+
+    def copy_to(self, writer: Writer) -> None:
+        """What `read_file` does, from the replies that have arrived or are on their way."""
+        try:
+            while self.opened is None:
+                self.sftp._read_response()
+            t, msg = self.opened
+            if t == CMD_STATUS:
+                self.sftp._convert_status(msg)  # FileNotFoundError etc., as `_request` raises
+            if t != CMD_HANDLE:
+                raise paramiko.SFTPError("expected a HANDLE reply to OPEN")
+            if self.error is not None:
+                raise self.error
+            assert self.reader is not None
+            self.reader.copy_to(writer)
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        """Close the remote handle (reply not awaited); one still to come is closed on arrival."""
+        if self.closed:
+            return
+        self.closed = True
+        if self.handle is not None:
+            self.sftp._async_request(type(None), CMD_CLOSE, self.handle)
 
 
 def _check_fstat(t: int, msg: paramiko.Message, item: Item) -> None:
