@@ -34,6 +34,19 @@ class Options:
     def load(self) -> Config:
         return Config.load(self.config_path)
 
+    def run_job(self, job: str, body: Callable, config: Config | None = None) -> int:
+        """Run `body` as one run of `job` with these options (see jobs.run_job)."""
+        from .jobs import run_job
+
+        return run_job(
+            job,
+            config or self.load(),
+            body,
+            verbose=self.verbose,
+            quiet=self.quiet,
+            dry_run=self.dry_run,
+        )
+
 
 def common_options(fn: Callable) -> Callable:
     """--config, --dry-run, -v, -q on every command, declared once."""
@@ -65,7 +78,6 @@ def cli() -> None:
 
 
 def _sync(channel: str, job: str, opts: Options) -> int:
-    from .jobs import run_job
     from .sources import source_for
 
     config = opts.load()
@@ -82,7 +94,7 @@ def _sync(channel: str, job: str, opts: Options) -> int:
                 return Counts()
             return ctx.pipeline().run(source, counts=ctx.counts)
 
-    return run_job(job, config, body, verbose=opts.verbose, quiet=opts.quiet, dry_run=opts.dry_run)
+    return opts.run_job(job, body, config)
 
 
 @cli.command("ftp-sync")
@@ -132,7 +144,6 @@ def ingest(opts: Options, paths: tuple[Path, ...]) -> int:
 
     Example: benchsync ingest /srv/old-logs/ run-5018-benchmark.log
     """
-    from .jobs import run_job
     from .sources.paths import PathsSource
 
     config = opts.load()
@@ -147,9 +158,7 @@ def ingest(opts: Options, paths: tuple[Path, ...]) -> int:
         with click.progressbar(length=len(items), label="filing", file=sys.stderr) as bar:
             return pipeline.run(source, items=items, progress=bar.update, counts=ctx.counts)
 
-    code = run_job(
-        "ingest", config, body, verbose=opts.verbose, quiet=opts.quiet, dry_run=opts.dry_run
-    )
+    code = opts.run_job("ingest", body, config)
     return code
 
 
@@ -186,18 +195,9 @@ def verify(opts: Options, deep: bool) -> int:
 
     Example: benchsync verify --deep
     """
-    from .jobs import run_job
     from .verify import verify_job
 
-    config = opts.load()
-    return run_job(
-        "verifier",
-        config,
-        lambda ctx: verify_job(ctx, deep=deep),
-        verbose=opts.verbose,
-        quiet=opts.quiet,
-        dry_run=opts.dry_run,
-    )
+    return opts.run_job("verifier", lambda ctx: verify_job(ctx, deep=deep))
 
 
 @cli.command("clean")
@@ -208,12 +208,8 @@ def clean(opts: Options) -> int:
     Example: benchsync clean --dry-run -v
     """
     from .clean import clean_job
-    from .jobs import run_job
 
-    config = opts.load()
-    return run_job(
-        "cleaner", config, clean_job, verbose=opts.verbose, quiet=opts.quiet, dry_run=opts.dry_run
-    )
+    return opts.run_job("cleaner", clean_job)
 
 
 @cli.command("serve")
@@ -239,20 +235,11 @@ def reparse(opts: Options, all_files: bool, with_status: str | None, md5s: tuple
 
     Example: benchsync reparse --status failed
     """
-    from .jobs import run_job
     from .reparse import reparse_job
 
     if not (all_files or with_status or md5s):
         raise click.UsageError("name files: --all, --status STATUS or MD5...")
-    config = opts.load()
-    return run_job(
-        "reparse",
-        config,
-        lambda ctx: reparse_job(ctx, all_files, with_status, list(md5s)),
-        verbose=opts.verbose,
-        quiet=opts.quiet,
-        dry_run=opts.dry_run,
-    )
+    return opts.run_job("reparse", lambda ctx: reparse_job(ctx, all_files, with_status, list(md5s)))
 
 
 @cli.command("show")
