@@ -91,3 +91,24 @@ def test_clean_temp_removes_files_of_dead_processes_only(tmp_path: Path) -> None
     dead.write_bytes(b"left by a killed run")
     store.clean_temp()
     assert mine.exists() and not dead.exists()
+
+
+def test_incoming_keeps_the_bytes_in_memory_only_when_asked(tmp_path: Path) -> None:
+    store = Store(tmp_path).open()
+    plain, kept = store.incoming(1 << 20), store.incoming(1 << 20, keep_raw=True)
+    for inc in (plain, kept):
+        inc.write(b"Abs vm 1 2 3\n")
+        inc.finish()
+    assert plain.raw is None
+    assert kept.raw == b"Abs vm 1 2 3\n"
+
+
+def test_a_truncated_stored_file_does_not_hash_as_its_content(tmp_path: Path) -> None:
+    from benchsync.store import md5_of_gzip_file
+
+    data = os.urandom(9 * 1024 * 1024)  # above the one-call size: the streamed path
+    path = _file(Store(tmp_path).open(), data, 1 << 20)
+    assert md5_of_gzip_file(path) == md5(data)
+    path.write_bytes(path.read_bytes()[:-1000])
+    with pytest.raises(EOFError):
+        md5_of_gzip_file(path)

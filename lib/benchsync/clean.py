@@ -337,7 +337,7 @@ class Cleaner:
 
     def _read_orphan(self, md5: str, path: Path) -> tuple[Incoming | None, str | None]:
         """(content, why it cannot be adopted or None)."""
-        incoming = self.store.incoming(self.max_bytes)
+        incoming = self.store.incoming(self.max_bytes, keep_raw=True)
         from .store import _zlib
 
         try:

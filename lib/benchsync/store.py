@@ -38,9 +38,11 @@ except ImportError:  # pragma: no cover - isal is a dependency; zlib keeps us wo
 
 BLOCK = 256 * 1024  # compressor input size; fixed so that ISA-L output is deterministic
 SPILL = 4 * 1024 * 1024  # compressed bytes kept in memory before spilling to a temp file
-KEEP_RAW = 8 * 1024 * 1024  # raw bytes kept for the parser; larger files are not parsed
+KEEP_RAW = 8 * 1024 * 1024  # the parser reads at most this; larger files are not parsed
 GZIP_HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"  # deflate, no flags, mtime 0, OS unknown
 TMP_SUFFIX = ".tmp"
+_FIRST_READ = 64 * 1024  # md5_of_gzip_file: first read, and ...
+_READ_WHOLE = 8 * 1024 * 1024  # ... stored files up to this are inflated in one call
 _HOST = socket.gethostname().replace(".", "_")
 _counter = itertools.count()
 _TMP_NAME = re.compile(r"^(?P<host>[^.]+)\.(?P<pid>\d+)\.")
@@ -97,7 +99,7 @@ class Incoming:
     while streaming, so an oversized item is refused before it fills memory or disk.
     """
 
-    def __init__(self, store: Store, max_bytes: int) -> None:
+    def __init__(self, store: Store, max_bytes: int, keep_raw: bool = False) -> None:
         self._store = store
         self._max = max_bytes
         self._md5 = hashlib.md5()
@@ -108,7 +110,7 @@ class Incoming:
         self._out_len = len(GZIP_HEADER)
         self._spill: BinaryIO | None = None
         self._spill_path: Path | None = None
-        self._raw: bytearray | None = bytearray()
+        self._raw: bytearray | None = bytearray() if keep_raw else None
         self.size = 0
         self.md5: str | None = None
 
@@ -164,7 +166,7 @@ class Incoming:
 
     @property
     def raw(self) -> bytes | None:
-        """The item's bytes when it was small enough to keep (for the parser), else None."""
+        """The item's bytes when asked to keep them and they fit in KEEP_RAW, else None."""
         return bytes(self._raw) if self._raw is not None else None
 
     def discard(self) -> None:
@@ -234,9 +236,13 @@ class Store:
         name = f"{_HOST}.{os.getpid()}.{next(_counter)}.{time.time_ns()}{TMP_SUFFIX}"
         return self.tmp_dir / name
 
-    def incoming(self, max_bytes: int) -> Incoming:
-        """Start receiving one item."""
-        return Incoming(self, max_bytes)
+    def incoming(self, max_bytes: int, keep_raw: bool = False) -> Incoming:
+        """Start receiving one item; `keep_raw` also keeps its bytes (up to KEEP_RAW) in memory.
+
+        Filing does not need them (the parser reads the store after the commit), so by
+        default nothing is copied.
+        """
+        return Incoming(self, max_bytes, keep_raw)
 
     def sync(self, paths: Iterable[Path]) -> None:
         """Make placed files and their folder entries durable before the DB commit.
@@ -274,16 +280,6 @@ class Store:
     def stored_md5(self, md5: str) -> str:
         """md5 of the decompressed content, streamed (for the verifier's deep check)."""
         return md5_of_gzip_file(self.path_for(md5))
-
-    def iter_stored(self) -> Iterator[tuple[str, Path]]:
-        """Every `<md5>.gz` in the store, skipping temp files."""
-        for sub in sorted(os.scandir(self.root), key=lambda e: e.name):
-            if not sub.is_dir(follow_symlinks=False) or len(sub.name) != 2:
-                continue
-            for entry in os.scandir(sub.path):
-                name = entry.name
-                if name.endswith(".gz") and MD5_RE.match(name[:-3]):
-                    yield name[:-3], Path(entry.path)
 
     def iter_temp(self) -> Iterator[Path]:
         """Temp files of any process, in tmp/ and beside stored files."""
@@ -326,12 +322,35 @@ def gunzip(data: bytes) -> bytes:
     return _zlib.decompress(data, 31)
 
 
-def md5_of_gzip_file(path: Path) -> str:
-    """Stream-decompress a gzip file and hash the result without holding it in memory."""
+def md5_of_gzip_file(path: str | os.PathLike) -> str:
+    """md5 of a stored file's content, without following a symlink.
+
+    Small files are read and inflated in one call (per-call overhead dominates 100,000s
+    of 20 KB files); large ones are streamed so memory stays flat. Raises OSError,
+    the compressor's error, EOFError (truncated) or ValueError for a broken file.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    try:
+        data = os.read(fd, _FIRST_READ)
+        if len(data) == _FIRST_READ:
+            size = os.fstat(fd).st_size
+            if size > _READ_WHOLE:
+                return _stream_md5(fd, data)
+            rest = [data]
+            while chunk := os.read(fd, size):
+                rest.append(chunk)
+            data = b"".join(rest)
+        return hashlib.md5(_zlib.decompress(data, 31)).hexdigest()
+    finally:
+        os.close(fd)
+
+
+def _stream_md5(fd: int, first: bytes) -> str:
     d = _zlib.decompressobj(31)
-    h = hashlib.md5()
-    with open(path, "rb") as f:
-        while chunk := f.read(1024 * 1024):
-            h.update(d.decompress(chunk))
+    h = hashlib.md5(d.decompress(first))
+    while chunk := os.read(fd, 1024 * 1024):
+        h.update(d.decompress(chunk))
     h.update(d.flush())
+    if not d.eof:
+        raise EOFError("truncated gzip stream")
     return h.hexdigest()

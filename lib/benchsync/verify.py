@@ -31,7 +31,6 @@ failed = discrepancies open at the end, so the exit code is 1 while any is open.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import time
@@ -49,7 +48,7 @@ from .parsing import STALE_CLAIM
 from .pipeline import Counts, would_fetch
 from .runlog import q
 from .status import expected_jobs, job_health
-from .store import MD5_RE, Store, _zlib
+from .store import MD5_RE, Store, _zlib, md5_of_gzip_file
 from .workers import worker_pool
 
 log = logging.getLogger("benchsync")
@@ -59,8 +58,6 @@ SYNC_CHANNELS = ("ftp", "scp")
 STALE_TEMP_SECONDS = 3600.0  # a temp file older than this belongs to no live transfer
 ORPHAN_MIN_AGE = 3600.0  # younger .gz may be a file placed just before its commit
 STATE_SOURCE = "verifier"
-_READ_WHOLE = 8 * 1024 * 1024
-_FIRST_READ = 64 * 1024
 _POOL_MIN = 2000  # fewer files are checked in-process
 _SPAN = 1 << 32
 
@@ -236,11 +233,7 @@ def _check_batch(batch: list[tuple[str, str]]) -> list[tuple[str, str]]:
 def check_gzip(md5: str, path: str | os.PathLike) -> str | None:
     """None when `path` decompresses to content with this md5, else what is wrong."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
-        try:
-            got = _md5_of_fd(fd)
-        finally:
-            os.close(fd)
+        got = md5_of_gzip_file(path)
     except FileNotFoundError:
         return "stored file vanished while being checked"
     except OSError as e:
@@ -250,30 +243,6 @@ def check_gzip(md5: str, path: str | os.PathLike) -> str | None:
     if got != md5:
         return f"content md5 is {got}"
     return None
-
-
-def _md5_of_fd(fd: int) -> str:
-    data = os.read(fd, _FIRST_READ)
-    if len(data) == _FIRST_READ:
-        size = os.fstat(fd).st_size
-        if size > _READ_WHOLE:
-            return _stream_md5(fd, data)
-        rest = [data]
-        while chunk := os.read(fd, size):
-            rest.append(chunk)
-        data = b"".join(rest)
-    return hashlib.md5(_zlib.decompress(data, 31)).hexdigest()
-
-
-def _stream_md5(fd: int, first: bytes) -> str:
-    d = _zlib.decompressobj(31)
-    h = hashlib.md5(d.decompress(first))
-    while chunk := os.read(fd, 1024 * 1024):
-        h.update(d.decompress(chunk))
-    h.update(d.flush())
-    if not d.eof:
-        raise EOFError("truncated gzip stream")
-    return h.hexdigest()
 
 
 def scan_store(root: Path) -> dict[str, str]:
