@@ -159,7 +159,7 @@ class Pipeline:
             if is_in_progress(item.name):
                 counts.skipped += 1
                 continue
-            if not self._settled(source, item, prev, now):
+            if not settled(item, prev, now, source.settle_seconds):
                 counts.skipped += 1
                 self._open = True
                 if not (prev and prev.status == PENDING and same):
@@ -181,9 +181,6 @@ class Pipeline:
         if digest is not None:
             source.state.set(LISTING_DIGEST, "" if self._open or unacked else digest)
         return counts
-
-    def _settled(self, source: Source, item: Item, prev: Any, now: float) -> bool:
-        return settled(item, prev, now, source.settle_seconds)
 
     def _reject(self, source, item, reason, prev, updates, counts) -> None:
         counts.failed += 1

@@ -21,7 +21,6 @@ import socket
 import struct
 import time
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
 
@@ -66,30 +65,6 @@ def _load_syncfs():
 
 
 _syncfs = _load_syncfs()
-
-
-@contextmanager
-def atomic_write(path: Path, durable: bool = True) -> Iterator[BinaryIO]:
-    """Write `path` all or nothing: temp file beside it, fsync, rename, fsync the folder.
-
-    On any error the temp file is removed and `path` is left as it was (borg's SaveFile).
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{_HOST}.{os.getpid()}.{next(_counter)}{TMP_SUFFIX}")
-    f = open(tmp, "xb")
-    try:
-        yield f
-        f.flush()
-        if durable:
-            os.fsync(f.fileno())
-        f.close()
-        os.replace(tmp, path)
-        if durable:
-            _fsync_dir(path.parent)
-    except BaseException:
-        f.close()
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 class Incoming:
@@ -277,12 +252,8 @@ class Store:
         with open(self.path_for(md5), "rb") as f:
             return gunzip(f.read())
 
-    def stored_md5(self, md5: str) -> str:
-        """md5 of the decompressed content, streamed (for the verifier's deep check)."""
-        return md5_of_gzip_file(self.path_for(md5))
-
     def iter_temp(self) -> Iterator[Path]:
-        """Temp files of any process, in tmp/ and beside stored files."""
+        """Temp files of any process (all live in tmp/, on the store's filesystem)."""
         if self.tmp_dir.is_dir():
             for entry in os.scandir(self.tmp_dir):
                 if entry.name.endswith(TMP_SUFFIX):
